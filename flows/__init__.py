@@ -1,0 +1,1 @@
+"""Prefect flows: they sequence tasks, pass references and apply gates, nothing more."""

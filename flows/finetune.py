@@ -1,0 +1,125 @@
+"""The `finetune` flow: one recipe end to end.
+
+    load data -> validate (contract) -> tokenize -> train -> evaluate -> register
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from prefect import flow, task
+
+from flows.recipe import Recipe
+from tasks import settings, tracking
+from tasks.data import load_data
+from tasks.errors import EXIT_GATE, EXIT_OK, ContractFailed, retry_unless_user_error
+from tasks.evaluation import evaluate_model
+from tasks.models import reference
+from tasks.registry import candidate_key, find_candidate, register_model
+from tasks.tokenization import tokenize_dataset
+from tasks.training.classifier import train_model
+from tasks.validation import validate_data
+
+
+@dataclass(frozen=True)
+class FinetuneOutcome:
+    """What a finetune run produced, by reference (the CLI prints it, `--json` as JSON)."""
+
+    status: str  # registered | promoted | not_promoted | unchanged | trained
+    model_name: str
+    model_version: str | None
+    mlflow_run_id: str | None
+    promoted: bool
+    metrics: dict[str, float] = field(default_factory=dict)
+    base_metrics: dict[str, float] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+    data_fingerprint: str = ""
+    contract_report: str | None = None
+    artifact: str | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_GATE if self.status == "not_promoted" else EXIT_OK
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=str)
+
+
+def lineage(recipe: Recipe, data_fingerprint: str) -> dict[str, str]:
+    ref = reference(recipe.base_model)
+    context = tracking.flow_run_context()
+    code = settings.code_version()
+    return {
+        "recipe_name": recipe.name,
+        "recipe_hash": recipe.fingerprint(),
+        "data_fingerprint": data_fingerprint,
+        "base_model": recipe.base_model.path,
+        "base_model_revision": str(recipe.base_model.revision or ref.get("package_version") or ""),
+        "base_model_ref": json.dumps(ref, sort_keys=True),
+        "method": recipe.method.name,
+        "tuneline_version": settings.tuneline_version(),
+        "git_sha": settings.git_sha(),
+        "code_version": code,
+        "candidate_key": candidate_key(recipe.fingerprint(), data_fingerprint, code),
+        **context,
+    }
+
+
+@task(name="find_registered_version", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_unless_user_error)
+def find_registered_version(name: str, key: str) -> str | None:
+    """The version already registered for this candidate key (same recipe, data and code)."""
+    found = find_candidate(name, key)
+    return str(found.version) if found is not None else None
+
+
+@flow(name="finetune", log_prints=True)
+def finetune(recipe: Recipe) -> FinetuneOutcome:
+    """Validate, tokenize, train, evaluate and register one recipe."""
+    data = load_data(recipe.data, recipe.train.seed)
+    tags = lineage(recipe, data.fingerprint)
+    existing = find_registered_version(recipe.name, tags["candidate_key"])
+    if existing is not None:
+        print(f"Nothing to do: version {existing} of '{recipe.name}' has this recipe, data and code.")
+        return FinetuneOutcome(
+            "unchanged", recipe.name, existing, None, False,
+            reasons=[f"unchanged since version {existing}"], data_fingerprint=data.fingerprint,
+        )
+    run_id = tracking.start_tracking(recipe.name, recipe_params(recipe), tags, recipe_document(recipe))
+    out_dir = str(settings.runs_dir() / recipe.name / run_id)
+    report = validate_data(data, recipe.contract, recipe.base_dir, run_id, out_dir)
+    if not report.passed:
+        tracking.end_tracking(run_id, "FAILED")
+        raise ContractFailed(f"{report.summary}\nReport: {report.report_html}", report)
+    tokenized = tokenize_dataset(data, recipe.base_model, recipe.tokenize, run_id)
+    trained = train_model(
+        tokenized, recipe.base_model, recipe.method, recipe.train, data.labels,
+        recipe.tokenize.max_length, out_dir, run_id,
+    )
+    evaluated = evaluate_model(
+        trained.path, data, recipe.base_model, recipe.evaluate, recipe.train.seed, out_dir, run_id
+    )
+    if not recipe.register.enabled:
+        tracking.end_tracking(run_id)
+        return FinetuneOutcome(
+            "trained", recipe.name, None, run_id, False, evaluated.metrics, evaluated.base_metrics,
+            data_fingerprint=data.fingerprint, contract_report=report.report_html,
+            artifact=trained.path, train=asdict(trained),
+        )
+    registered = register_model(recipe.name, run_id, trained, evaluated, recipe.register.gate, tags)
+    tracking.end_tracking(run_id)
+    return FinetuneOutcome(
+        "promoted" if registered.promoted else "not_promoted", recipe.name, registered.version,
+        run_id, registered.promoted, evaluated.metrics, evaluated.base_metrics, registered.reasons,
+        data.fingerprint, report.report_html, trained.path, asdict(trained),
+    )
+
+
+def recipe_params(recipe: Recipe) -> dict[str, Any]:
+    return tracking.flatten("", recipe.model_dump(mode="json", exclude={"base_dir", "description"}))
+
+
+def recipe_document(recipe: Recipe) -> dict[str, Any]:
+    return {"recipe.json": recipe.model_dump(mode="json")}

@@ -1,0 +1,258 @@
+"""The recipe: one YAML file naming the base model, data, contract, method, evaluation, registry
+entry and schedule. Pydantic with `extra="forbid"` everywhere; the method block is a
+discriminated union on `name`. Errors name the file, line, key and the valid keys or values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from data_contracts import ContractSpec
+from tasks.data import DataSpec
+from tasks.errors import RecipeError
+from tasks.evaluation import EvaluateSpec
+from tasks.models import BaseModelSpec
+from tasks.registry import RegisterSpec
+from tasks.tokenization import TokenizeSpec
+from tasks.training import Method, TrainSpec
+
+
+class DeploySpec(BaseModel):
+    """When the recipe retrains by itself (used by `tuneline serve`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str | None = Field(default=None, description="Cron schedule, e.g. `0 3 * * *`.")
+    interval_minutes: float | None = Field(default=None, gt=0, description="Or a fixed interval.")
+    timezone: str = Field(default="UTC", description="Timezone of the cron schedule.")
+    on_new_data: bool = Field(default=False, description="Retrain when new curated data lands.")
+
+
+class Recipe(BaseModel):
+    """A declarative fine-tuning recipe."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+        description="Registered model name in MLflow (letters, digits, . _ -).",
+    )
+    description: str = Field(default="", description="What this recipe is for.")
+    task: Literal["classification", "causal-lm"] = Field(
+        default="classification", description="classification (encoders) or causal-lm."
+    )
+    base_model: BaseModelSpec = Field(description="The pretrained model to start from.")
+    data: DataSpec = Field(description="The curated data and its shape.")
+    contract: ContractSpec = Field(
+        default_factory=ContractSpec, description="The data contract checked before training."
+    )
+    tokenize: TokenizeSpec = Field(default_factory=TokenizeSpec, description="Tokenization.")
+    method: Method = Field(description="The training method; `name` picks it.")
+    train: TrainSpec = Field(default_factory=TrainSpec, description="Optimiser and loop settings.")
+    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec, description="Evaluation.")
+    register: RegisterSpec = Field(default_factory=RegisterSpec, description="Registry and gate.")
+    deploy: DeploySpec = Field(default_factory=DeploySpec, description="Schedule and triggers.")
+    base_dir: str | None = Field(
+        default=None,
+        description="Folder relative paths resolve against (set from the recipe file's location).",
+    )
+
+    @field_validator("contract", mode="before")
+    @classmethod
+    def _contract_shorthand(cls, value: Any) -> Any:
+        return {"use": value} if isinstance(value, str) else value
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes what gets trained (not the schedule, not base_dir)."""
+        payload = self.model_dump(mode="json", exclude={"deploy", "base_dir", "description"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
+def parse_value(text: str) -> Any:
+    """A `--set` value: YAML scalar rules (numbers, true/false, null, [lists])."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `key.sub=value` overrides to the raw recipe mapping."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"--set '{item}': expected key=value, e.g. train.epochs=1")
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise RecipeError(f"--set '{item}': '{part}' is not a block")
+            node = child
+        node[parts[-1]] = parse_value(value)
+    return raw
+
+
+def _line_index(text: str) -> dict[tuple[str, ...], int]:
+    """Map each key path in the YAML document to its 1-based line."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = (*path, str(key_node.value))
+                lines[key] = key_node.start_mark.line + 1
+                walk(value_node, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[(*path, str(i))] = item.start_mark.line + 1
+                walk(item, (*path, str(i)))
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _model_at(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, tuple[str, ...]]:
+    """The pydantic model owning the last key of `loc`, and the YAML path (union tags dropped)."""
+    model: type[BaseModel] | None = Recipe
+    path: list[str] = []
+    items = list(loc)
+    i = 0
+    while i < len(items) - 1 and model is not None:
+        key = str(items[i])
+        path.append(key)
+        field = model.model_fields.get(key)
+        if field is None:
+            return None, tuple(path)
+        model = _submodel(field.annotation)
+        if model is None and _union_members(field.annotation):
+            members = _union_members(field.annotation)
+            tag = str(items[i + 1]) if i + 1 < len(items) else ""
+            model = members.get(tag)
+            i += 1  # skip the discriminator tag pydantic puts in the location
+        i += 1
+    if i < len(items):
+        path.append(str(items[i]))
+    return model, tuple(path)
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 and len(args) == 1 else None
+
+
+def _union_members(annotation: Any) -> dict[str, type[BaseModel]]:
+    args = get_args(annotation)
+    if get_origin(annotation) is not None and args and hasattr(args[0], "__args__"):
+        args = get_args(args[0])  # Annotated[Union[...], Field(...)]
+    members: dict[str, type[BaseModel]] = {}
+    for arg in args:
+        if isinstance(arg, type) and issubclass(arg, BaseModel) and "name" in arg.model_fields:
+            members[str(arg.model_fields["name"].default)] = arg
+    return members
+
+
+def format_errors(exc: ValidationError, source: str, text: str) -> str:
+    """One line per problem: file:line: key: what is wrong; valid keys or values."""
+    index = _line_index(text)
+    messages = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        owner, path = _model_at(loc)
+        dotted = ".".join(path) or "(top level)"
+        line = None
+        for cut in range(len(path), 0, -1):
+            line = index.get(path[:cut])
+            if line:
+                break
+        where = f"{source}:{line}" if line else source
+        kind = err["type"]
+        if kind == "extra_forbidden" and owner is not None:
+            valid = ", ".join(k for k in owner.model_fields if k != "base_dir")
+            msg = f"unknown key '{path[-1]}'; valid keys here: {valid}"
+        elif kind == "union_tag_invalid":
+            ctx = err.get("ctx", {})
+            msg = f"unknown method '{ctx.get('tag')}'; valid: {ctx.get('expected_tags')}"
+        elif kind == "literal_error":
+            msg = f"{err['msg'].lower()}, got {err.get('input')!r}"
+        elif kind == "missing":
+            msg = "required key is missing"
+        else:
+            msg = f"{err['msg']}, got {err.get('input')!r}"
+        messages.append(f"{where}: {dotted}: {msg}")
+    return "\n".join(messages)
+
+
+def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
+    """Resolve relative local paths in the data, contract and base-model blocks."""
+
+    def resolve(value: Any) -> Any:
+        if not isinstance(value, str) or "://" in value or value.startswith("package:"):
+            return value
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else (base_dir / path).resolve())
+
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for key in ("train", "eval"):
+            if isinstance(data.get(key), str):
+                data[key] = resolve(data[key])
+    base = raw.get("base_model")
+    if isinstance(base, dict) and isinstance(base.get("path"), str):
+        candidate = Path(base["path"]).expanduser()
+        local = candidate if candidate.is_absolute() else base_dir / candidate
+        if local.exists() or base["path"].startswith((".", "/", "~")):
+            base["path"] = str(local.resolve())
+
+
+def parse_recipe(
+    text: str, source: str = "<recipe>", base_dir: Path | None = None, overrides: list[str] | None = None
+) -> Recipe:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError(f"{where}: not valid YAML ({problem})") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{source}: a recipe is a YAML mapping of keys (name, base_model, data, ...)")
+    raw = apply_overrides(raw, overrides or [])
+    if base_dir is not None:
+        _resolve_paths(raw, base_dir)
+        raw["base_dir"] = str(base_dir)
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        raise RecipeError(format_errors(exc, source, text)) from None
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read and check a recipe file; relative paths in it resolve against its folder."""
+    file = Path(path)
+    if not file.is_file():
+        raise RecipeError(f"{path}: recipe file not found")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: cannot read recipe ({exc})") from None
+    return parse_recipe(text, str(path), file.resolve().parent, overrides)

@@ -1,0 +1,113 @@
+"""The on-disk form of a trained model, shared by training, evaluation and the MLflow pyfunc.
+
+    <artifact>/tuneline.json   manifest: task, kind (adapter | weights | probe), labels, base ref
+    <artifact>/model/          peft adapter, or full weights (safetensors)
+    <artifact>/tokenizer/      the tokenizer used in training
+    <artifact>/base/           a copy of the base model, only when it was a local folder
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "tuneline.json"
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} is not a tuneline model artifact (no {MANIFEST})")
+    return json.loads(path.read_text())
+
+
+def staging_dir(target: Path) -> Path:
+    """A temporary sibling of `target`; `publish` renames it into place when complete."""
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def publish(tmp: Path, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+
+
+def _base_spec(folder: Path, manifest: dict[str, Any]) -> Any:
+    from tasks.models import BaseModelSpec
+
+    base = manifest["base"]
+    if (folder / "base").is_dir():
+        return BaseModelSpec(path=str(folder / "base"))
+    return BaseModelSpec(
+        path=base["path"],
+        revision=base.get("revision"),
+        trust_remote_code=bool(base.get("trust_remote_code", False)),
+    )
+
+
+def load_classifier(folder: str | Path) -> tuple[Any, Any, dict[str, Any]]:
+    """(model in eval mode, tokenizer, manifest) for a classification artifact."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from tasks.models import load_pretrained
+
+    root = Path(folder)
+    manifest = read_manifest(root)
+    labels = manifest["labels"]
+    tokenizer = AutoTokenizer.from_pretrained(str(root / "tokenizer"))
+    label_kwargs = {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {lab: i for i, lab in enumerate(labels)},
+    }
+    if manifest["kind"] == "adapter":
+        from peft import PeftModel
+
+        base = load_pretrained(
+            AutoModelForSequenceClassification, _base_spec(root, manifest), **label_kwargs
+        )
+        model = PeftModel.from_pretrained(base, str(root / "model"))
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(root / "model"), use_safetensors=True
+        )
+    model.eval()
+    return model, tokenizer, manifest
+
+
+def predict_proba(
+    model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int = 64
+) -> Any:
+    """Class probabilities, batched in length order (less padding), returned in input order."""
+    import numpy as np
+    import torch
+
+    if not texts:
+        return np.zeros((0, 0))
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out: list[Any] = [None] * len(texts)
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = tokenizer(
+                [texts[i] for i in idx],
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            ).to(device)
+            probs = torch.softmax(model(**batch).logits.float(), dim=-1).cpu().numpy()
+            for j, i in enumerate(idx):
+                out[i] = probs[j]
+    return np.stack(out)

@@ -1,0 +1,373 @@
+"""Loading curated data: sources to a normalised table, a content fingerprint, the eval split.
+
+Sources are files (JSONL, JSON, CSV, Parquet, TXT), folders and globs of them, saved Hugging Face
+datasets and fsspec URLs. Records that cannot be read do not stop loading: they are kept as
+`LoadIssue`s (file:line) for the data contract to report. The loaded tables are written once per
+fingerprint under the cache, and tasks pass a `DataRef` (paths), never the data.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from prefect import task
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks import settings
+from tasks.errors import DataError, retry_unless_user_error
+
+Format = Literal["classification", "prompt-completion", "alpaca", "chat", "preference", "text"]
+
+# The canonical fields of each format; a recipe maps its own column names onto these.
+FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
+    "classification": ("text", "label"),
+    "prompt-completion": ("prompt", "completion"),
+    "alpaca": ("instruction", "input", "output"),
+    "chat": ("messages",),
+    "preference": ("prompt", "chosen", "rejected"),
+    "text": ("text",),
+}
+OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {"alpaca": ("input",), "preference": ("prompt",)}
+SUFFIXES = {".jsonl", ".json", ".csv", ".parquet", ".txt"}
+LOADER_VERSION = "1"
+
+
+class EvalSplit(BaseModel):
+    """Hold out a share of the training data for evaluation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    split: float = Field(default=0.1, gt=0.0, lt=0.9, description="Share of rows held out.")
+
+
+class DataSpec(BaseModel):
+    """Where the curated data is and what shape it has."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train: str = Field(
+        description="Training data: file, folder, glob, saved HF dataset or fsspec URL. "
+        "Relative paths resolve against the recipe's folder."
+    )
+    eval: str | EvalSplit = Field(
+        default_factory=EvalSplit,
+        description="Held-out data: a path like `train`, or `{split: 0.1}` to hold out a share.",
+    )
+    format: Format = Field(default="classification", description="Record shape of the data.")
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Map canonical field names to the data's column names, e.g. "
+        "`{text: review, label: sentiment}`.",
+    )
+    labels: list[str] | None = Field(
+        default=None,
+        description="Declared label set for classification (order fixes label ids); "
+        "inferred from the training data when absent.",
+    )
+
+
+@dataclass(frozen=True)
+class LoadIssue:
+    """A record or file that could not be read."""
+
+    where: str
+    problem: str
+    kind: str = "malformed"
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """The loaded data, by reference."""
+
+    fingerprint: str
+    format: str
+    train_path: str
+    eval_path: str
+    n_train: int
+    n_eval: int
+    labels: list[str] = field(default_factory=list)
+    issues: list[LoadIssue] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+    def train(self) -> pd.DataFrame:
+        return pd.read_parquet(self.train_path)
+
+    def eval(self) -> pd.DataFrame:
+        return pd.read_parquet(self.eval_path)
+
+
+def _is_url(source: str) -> bool:
+    return "://" in source and not source.startswith("file://")
+
+
+def expand_source(source: str) -> list[str]:
+    """The files behind a source, sorted; a saved HF dataset folder stays one entry."""
+    if _is_url(source):
+        import fsspec
+
+        fs, _, paths = fsspec.get_fs_token_paths(source)
+        found: list[str] = []
+        for path in paths:
+            if fs.isdir(path):
+                found += [p for p in fs.find(path) if Path(p).suffix in SUFFIXES]
+            else:
+                found.append(path)
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        return sorted(f"{protocol}://{p}" if "://" not in p else p for p in found)
+    path = Path(source.removeprefix("file://"))
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
+            return [str(path)]
+        files = [p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES]
+        files = [p for p in files if not any(part.startswith((".", "_")) for part in p.parts)]
+        return sorted(str(p) for p in files)
+    if path.is_file():
+        return [str(path)]
+    return sorted(p for p in globlib.glob(str(path), recursive=True) if Path(p).is_file())
+
+
+def _read_bytes(source: str) -> bytes:
+    if _is_url(source):
+        import fsspec
+
+        with fsspec.open(source, "rb") as handle:
+            return handle.read()
+    return Path(source).read_bytes()
+
+
+def _decode(raw: bytes, name: str, issues: list[LoadIssue]) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        issues.append(LoadIssue(f"{name}:{line}", "not valid UTF-8 (bytes replaced)", "encoding"))
+        return raw.decode("utf-8", errors="replace")
+
+
+def _read_jsonl(text: str, name: str, issues: list[LoadIssue]) -> pd.DataFrame:
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            issues.append(LoadIssue(f"{name}:{number}", f"malformed JSON ({exc.msg})"))
+            continue
+        if not isinstance(record, dict):
+            issues.append(LoadIssue(f"{name}:{number}", "record is not a JSON object"))
+            continue
+        rows.append(record)
+        lines.append(number)
+    frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+    frame["_where"] = [f"{name}:{n}" for n in lines]
+    return frame
+
+
+def _read_file(source: str, issues: list[LoadIssue]) -> pd.DataFrame:
+    suffix = Path(source.split("?")[0]).suffix.lower()
+    name = source if _is_url(source) else os.path.relpath(source)
+    if suffix == ".parquet":
+        try:
+            frame = pd.read_parquet(io.BytesIO(_read_bytes(source)))
+        except Exception as exc:  # pyarrow raises many types for corrupt files
+            issues.append(LoadIssue(name, f"unreadable Parquet ({exc})"))
+            return pd.DataFrame()
+        frame["_where"] = [f"{name}:row {i + 1}" for i in range(len(frame))]
+        return frame
+    text = _decode(_read_bytes(source), name, issues)
+    if suffix == ".jsonl":
+        return _read_jsonl(text, name, issues)
+    if suffix == ".json":
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as exc:
+            issues.append(LoadIssue(f"{name}:{exc.lineno}", f"malformed JSON ({exc.msg})"))
+            return pd.DataFrame()
+        if isinstance(payload, dict) and isinstance(payload.get("data"), list):
+            payload = payload["data"]
+        if not isinstance(payload, list) or not all(isinstance(r, dict) for r in payload):
+            issues.append(LoadIssue(name, "JSON file must hold a list of objects"))
+            return pd.DataFrame()
+        frame = pd.DataFrame.from_records(payload)
+        frame["_where"] = [f"{name}:record {i + 1}" for i in range(len(frame))]
+        return frame
+    if suffix == ".csv":
+        try:
+            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, ValueError) as exc:
+            issues.append(LoadIssue(name, f"malformed CSV ({exc})"))
+            return pd.DataFrame()
+        frame["_where"] = [f"{name}:{i + 2}" for i in range(len(frame))]
+        return frame
+    if suffix == ".txt":
+        # A text file is one document per blank-line-separated paragraph.
+        docs = [d.strip() for d in text.split("\n\n") if d.strip()]
+        return pd.DataFrame({"text": docs, "_where": [f"{name}:doc {i + 1}" for i in range(len(docs))]})
+    issues.append(LoadIssue(name, f"unsupported file type '{suffix}'"))
+    return pd.DataFrame()
+
+
+def read_source(source: str) -> tuple[pd.DataFrame, list[LoadIssue], str]:
+    """Read every file behind `source` into one table; returns (table, issues, content hash)."""
+    files = expand_source(source)
+    if not files:
+        raise DataError(
+            f"data: nothing found at '{source}'; check the path in the recipe's data block "
+            f"(supported: {', '.join(sorted(SUFFIXES))}, folders, globs, saved HF datasets)"
+        )
+    issues: list[LoadIssue] = []
+    frames: list[pd.DataFrame] = []
+    digest = hashlib.sha256()
+    for file in files:
+        if not _is_url(file) and Path(file).is_dir():
+            frames.append(_read_saved_dataset(file))
+            for part in sorted(Path(file).rglob("*")):
+                if part.is_file():
+                    digest.update(part.read_bytes())
+            continue
+        digest.update(Path(file).name.encode())
+        digest.update(_read_bytes(file))
+        frames.append(_read_file(file, issues))
+    frames = [f for f in frames if len(f.columns)]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"_where": []})
+    return table, issues, digest.hexdigest()
+
+
+def _read_saved_dataset(folder: str) -> pd.DataFrame:
+    import datasets
+
+    loaded = datasets.load_from_disk(folder)
+    if isinstance(loaded, datasets.DatasetDict):
+        loaded = loaded["train"] if "train" in loaded else next(iter(loaded.values()))
+    frame = loaded.to_pandas()
+    frame["_where"] = [f"{folder}:row {i + 1}" for i in range(len(frame))]
+    return frame
+
+
+def normalise(table: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
+    """Rename mapped columns to canonical names; keep canonical fields and `_where`."""
+    table = table.rename(columns={src: dst for dst, src in spec.fields.items()})
+    wanted = list(FORMAT_FIELDS[spec.format])
+    if spec.format == "preference" and "prompt" not in table.columns:
+        wanted.remove("prompt")
+    for name in wanted:
+        if name not in table.columns:
+            table[name] = None
+    out = table[[*wanted, "_where"]].copy()
+    if spec.format == "classification":
+        out["label"] = out["label"].map(_label_str)
+    return out.reset_index(drop=True)
+
+
+def _label_str(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def split_eval(
+    table: pd.DataFrame, share: float, seed: int, stratify: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from sklearn.model_selection import train_test_split
+
+    strata = None
+    if stratify and stratify in table and table[stratify].notna().all():
+        counts = table[stratify].value_counts()
+        if len(counts) > 1 and counts.min() >= 2:
+            strata = table[stratify]
+    train, held = train_test_split(table, test_size=share, random_state=seed, stratify=strata)
+    return train.reset_index(drop=True), held.reset_index(drop=True)
+
+
+def _write_atomic_dir(target: Path, write: Any) -> None:
+    """Write into a temporary sibling folder, then rename it into place."""
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.mkdir(parents=True)
+    try:
+        write(tmp)
+        if target.exists():
+            shutil.rmtree(tmp)  # another run finished the same fingerprint first
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load(spec: DataSpec, seed: int = 42) -> DataRef:
+    """Read, normalise, split and cache the data named by `spec`."""
+    train_raw, issues, train_hash = read_source(spec.train)
+    if isinstance(spec.eval, str):
+        eval_raw, eval_issues, eval_hash = read_source(spec.eval)
+        issues += eval_issues
+        split_key = f"eval={eval_hash}"
+    else:
+        eval_raw, eval_hash = None, ""
+        split_key = f"split={spec.eval.split},seed={seed}"
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            [train_hash, split_key, spec.format, spec.fields, spec.labels, LOADER_VERSION]
+        ).encode()
+    ).hexdigest()[:20]
+    train = normalise(train_raw, spec)
+    if eval_raw is not None:
+        held = normalise(eval_raw, spec)
+    else:
+        assert isinstance(spec.eval, EvalSplit)
+        stratify = "label" if spec.format == "classification" else None
+        train, held = split_eval(train, spec.eval.split, seed, stratify)
+    labels = list(spec.labels) if spec.labels else []
+    if spec.format == "classification" and not labels:
+        labels = sorted({str(v) for v in train["label"].dropna()})
+    target = settings.cache_dir("data") / fingerprint
+
+    def write(folder: Path) -> None:
+        train.to_parquet(folder / "train.parquet", index=False)
+        held.to_parquet(folder / "eval.parquet", index=False)
+        meta = {"issues": [asdict(i) for i in issues], "labels": labels}
+        (folder / "meta.json").write_text(json.dumps(meta))
+
+    if not target.exists():
+        _write_atomic_dir(target, write)
+    return DataRef(
+        fingerprint=fingerprint,
+        format=spec.format,
+        train_path=str(target / "train.parquet"),
+        eval_path=str(target / "eval.parquet"),
+        n_train=len(train),
+        n_eval=len(held),
+        labels=labels,
+        issues=issues,
+        sources=[spec.train] + ([spec.eval] if isinstance(spec.eval, str) else []),
+    )
+
+
+@task(name="load_data", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_unless_user_error)
+def load_data(spec: DataSpec, seed: int = 42) -> DataRef:
+    """Load the recipe's data (retried: sources may be remote)."""
+    return load(spec, seed)
+
+
+def check_sources(spec: DataSpec) -> None:
+    """Fail fast, before any flow starts, when a local data path names nothing."""
+    for key in ("train", "eval"):
+        source = getattr(spec, key)
+        if isinstance(source, str) and not _is_url(source) and not expand_source(source):
+            raise DataError(
+                f"data.{key}: nothing found at '{source}'; check the path (relative paths "
+                "resolve against the recipe's folder)"
+            )

@@ -1,0 +1,58 @@
+"""The typed errors tuneline raises for things a user can fix, with the exit code each maps to.
+
+A `TunelineError` is never shown with a traceback: its message says what is wrong, where, and
+what to do. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONTRACT = 2
+EXIT_GATE = 3
+
+
+class TunelineError(Exception):
+    """A user-facing error: one clear line or short block, no traceback."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class RecipeError(TunelineError):
+    """The recipe file is missing, not YAML, or does not match the schema."""
+
+
+class DataError(TunelineError):
+    """The data named by the recipe cannot be found or read."""
+
+
+class ModelError(TunelineError):
+    """The base model or a registered model cannot be resolved or loaded."""
+
+
+class ContractFailed(TunelineError):
+    """The data contract has at least one failing check of severity `error`."""
+
+    exit_code = EXIT_CONTRACT
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class RegistryError(TunelineError):
+    """MLflow could not be reached or refused an operation."""
+
+
+def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn`: retry I/O failures, never a user mistake."""
+    return not isinstance(getattr(state, "data", None), TunelineError)

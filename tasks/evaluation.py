@@ -1,0 +1,141 @@
+"""Evaluation on the held-out split, for the trained model and for the untrained base (the
+before/after table that shows what fine-tuning bought)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks import artifacts, tracking
+from tasks.data import DataRef
+from tasks.models import BaseModelSpec, load_tokenizer
+
+Metric = Literal["accuracy", "f1"]
+
+
+class EvaluateSpec(BaseModel):
+    """What to measure on the held-out split."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metrics: list[Metric] = Field(
+        default_factory=lambda: ["accuracy", "f1"],
+        description="Metrics on the eval split; f1 is macro-averaged.",
+    )
+    compare_base: bool = Field(
+        default=True, description="Also evaluate the untrained base model (before/after)."
+    )
+    batch_size: int = Field(default=64, ge=1, description="Examples per eval batch.")
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    metrics: dict[str, float]
+    base_metrics: dict[str, float]
+    table_path: str
+    confusion: list[list[int]] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, wanted: list[str]) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    out: dict[str, float] = {}
+    if "accuracy" in wanted:
+        out["accuracy"] = float(accuracy_score(y_true, y_pred))
+    if "f1" in wanted:
+        out["f1"] = float(f1_score(y_true, y_pred, average="macro", zero_division=0))
+    return out
+
+
+def _predict(model: Any, tokenizer: Any, texts: list[str], max_length: int, batch: int) -> np.ndarray:
+    probs = artifacts.predict_proba(model, tokenizer, texts, max_length, batch)
+    return probs.argmax(axis=-1) if len(texts) else np.zeros(0, dtype=int)
+
+
+def evaluate_classifier(
+    artifact: str,
+    data: DataRef,
+    base: BaseModelSpec,
+    spec: EvaluateSpec,
+    seed: int,
+    out_dir: Path,
+) -> EvalResult:
+    from sklearn.metrics import confusion_matrix
+
+    from tasks.training.classifier import load_base_classifier
+
+    frame = data.eval().dropna(subset=["text", "label"])
+    labels = data.labels
+    label_ids = {lab: i for i, lab in enumerate(labels)}
+    frame = frame[frame["label"].isin(label_ids)]
+    texts = frame["text"].astype(str).tolist()
+    y_true = frame["label"].map(label_ids).to_numpy()
+    model, tokenizer, manifest = artifacts.load_classifier(artifact)
+    max_length = int(manifest["max_length"])
+    y_pred = _predict(model, tokenizer, texts, max_length, spec.batch_size)
+    metrics = classification_metrics(y_true, y_pred, list(spec.metrics))
+    base_metrics: dict[str, float] = {}
+    base_pred = np.full_like(y_pred, -1)
+    if spec.compare_base:
+        base_model = load_base_classifier(base, labels, seed)
+        base_model.eval()
+        base_pred = _predict(base_model, load_tokenizer(base), texts, max_length, spec.batch_size)
+        base_metrics = classification_metrics(y_true, base_pred, list(spec.metrics))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = out_dir / "eval_predictions.jsonl"
+    with table.open("w") as handle:
+        for where, text, truth, pred, bpred in zip(
+            frame["_where"], texts, y_true, y_pred, base_pred, strict=True
+        ):
+            row = {
+                "where": where,
+                "text": text,
+                "label": labels[int(truth)],
+                "prediction": labels[int(pred)],
+                "base_prediction": labels[int(bpred)] if bpred >= 0 else None,
+            }
+            handle.write(json.dumps(row) + "\n")
+    confusion = confusion_matrix(y_true, y_pred, labels=list(range(len(labels)))).tolist()
+    return EvalResult(metrics, base_metrics, str(table), confusion, labels)
+
+
+def before_after_markdown(result: EvalResult) -> str:
+    lines = ["| metric | base model | fine-tuned | change |", "|---|---|---|---|"]
+    for name, value in result.metrics.items():
+        base = result.base_metrics.get(name)
+        if base is None:
+            lines.append(f"| {name} | - | {value:.4f} | - |")
+        else:
+            lines.append(f"| {name} | {base:.4f} | {value:.4f} | {value - base:+.4f} |")
+    return "\n".join(lines)
+
+
+@task(name="evaluate_model")
+def evaluate_model(
+    artifact: str,
+    data: DataRef,
+    base: BaseModelSpec,
+    spec: EvaluateSpec,
+    seed: int,
+    out_dir: str,
+    run_id: str | None,
+) -> EvalResult:
+    """Evaluate the trained model and the base on the held-out split; log both to MLflow."""
+    result = evaluate_classifier(artifact, data, base, spec, seed, Path(out_dir))
+    if run_id:
+        tracking.log_metrics(run_id, {f"eval_{k}": v for k, v in result.metrics.items()})
+        tracking.log_metrics(run_id, {f"base_{k}": v for k, v in result.base_metrics.items()})
+        tracking.log_file(run_id, result.table_path, "eval")
+        tracking.log_text(run_id, before_after_markdown(result), "eval/before_after.md")
+    create_markdown_artifact(
+        key="before-after", markdown=before_after_markdown(result), description="Base vs fine-tuned"
+    )
+    return result

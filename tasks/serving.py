@@ -1,0 +1,39 @@
+"""The MLflow pyfunc wrapper every registered tuneline model loads through.
+
+Kept light on imports (no Prefect) because it is bundled with each model as code and imported
+wherever `mlflow.pyfunc.load_model("models:/<name>@champion")` runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow.pyfunc
+
+
+class ClassifierModel(mlflow.pyfunc.PythonModel):
+    """Predicts a label for each input string."""
+
+    def load_context(self, context: Any) -> None:
+        from tasks.artifacts import load_classifier
+
+        self.model, self.tokenizer, self.manifest = load_classifier(context.artifacts["artifact"])
+        self.labels = list(self.manifest["labels"])
+
+    def predict(self, context: Any, model_input: list[str], params: dict[str, Any] | None = None) -> list[str]:
+        from tasks.artifacts import predict_proba
+
+        texts = [str(t) for t in _as_texts(model_input)]
+        probs = predict_proba(self.model, self.tokenizer, texts, int(self.manifest["max_length"]))
+        return [self.labels[i] for i in probs.argmax(axis=-1)] if len(texts) else []
+
+
+def _as_texts(model_input: Any) -> list[Any]:
+    if hasattr(model_input, "iloc"):  # a DataFrame or Series
+        if hasattr(model_input, "columns"):
+            column = "text" if "text" in model_input.columns else model_input.columns[0]
+            return list(model_input[column])
+        return list(model_input)
+    if isinstance(model_input, str):
+        return [model_input]
+    return list(model_input)

@@ -1,0 +1,101 @@
+"""Embedded defaults and local paths: where tuneline keeps its data, cache and MLflow store.
+
+Everything local lives under `TUNELINE_HOME` (default `./.tuneline`). The standard
+`MLFLOW_TRACKING_URI` overrides the embedded SQLite store; `PREFECT_API_URL` is read by Prefect
+itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def home() -> Path:
+    """The folder holding everything tuneline writes locally."""
+    path = Path(os.environ.get("TUNELINE_HOME", ".tuneline")).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir(kind: str) -> Path:
+    path = home() / "cache" / kind
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def runs_dir() -> Path:
+    path = home() / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def tracking_uri() -> str:
+    """MLflow tracking URI: `MLFLOW_TRACKING_URI` if set, else SQLite under `TUNELINE_HOME`."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{home() / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    """Where experiments created by tuneline keep artifacts on the embedded store."""
+    path = home() / "mlartifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path.as_uri()
+
+
+def uses_embedded_store() -> bool:
+    return "MLFLOW_TRACKING_URI" not in os.environ
+
+
+@functools.cache
+def tuneline_version() -> str:
+    try:
+        return metadata.version("tuneline")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+@functools.cache
+def git_sha() -> str:
+    """The commit of the running code, with `-dirty` when the tree has local changes."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=PACKAGE_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PACKAGE_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+@functools.cache
+def code_version() -> str:
+    """Version + git sha; when the tree is dirty, a hash of the sources so caches stay honest."""
+    sha = git_sha()
+    if sha.endswith("-dirty") or sha == "unknown":
+        digest = hashlib.sha256()
+        for folder in ("tasks", "flows", "data_contracts"):
+            for file in sorted((PACKAGE_ROOT / folder).rglob("*.py")):
+                digest.update(file.read_bytes())
+        return f"{tuneline_version()}+src.{digest.hexdigest()[:12]}"
+    return f"{tuneline_version()}+g{sha[:12]}"

@@ -1,0 +1,142 @@
+"""The MLflow run behind a flow run: one per flow run, named after it, written through a client.
+
+Tasks pass the run id around and log to it with `MlflowClient`, so no task depends on MLflow's
+thread-local active run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from tasks import settings
+from tasks.errors import RegistryError, retry_unless_user_error
+
+
+def client() -> Any:
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(settings.tracking_uri())
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return MlflowClient(tracking_uri=settings.tracking_uri())
+
+
+def ensure_experiment(name: str) -> str:
+    mlc = client()
+    existing = mlc.get_experiment_by_name(name)
+    if existing is not None:
+        return str(existing.experiment_id)
+    kwargs: dict[str, Any] = {}
+    if settings.uses_embedded_store():
+        kwargs["artifact_location"] = f"{settings.artifact_root()}/{name}"
+    try:
+        return str(mlc.create_experiment(name, **kwargs))
+    except Exception:  # created concurrently by another run
+        again = mlc.get_experiment_by_name(name)
+        if again is None:
+            raise
+        return str(again.experiment_id)
+
+
+def flow_run_context() -> dict[str, str]:
+    """The Prefect flow run this code runs in (empty outside a flow run)."""
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    if not run_id:
+        return {}
+    info = {"prefect.flow_run_id": str(run_id), "prefect.flow_run_name": str(flow_run.get_name())}
+    ui_url = flow_run.get_flow_run_ui_url() if hasattr(flow_run, "get_flow_run_ui_url") else None
+    if ui_url:
+        info["prefect.flow_run_url"] = str(ui_url)
+    return info
+
+
+def start(experiment: str, run_name: str | None, tags: Mapping[str, str]) -> str:
+    mlc = client()
+    experiment_id = ensure_experiment(experiment)
+    run = mlc.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    return str(run.info.run_id)
+
+
+def log_params(run_id: str, params: Mapping[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        client().log_batch(run_id, params=items[i : i + 100])
+
+
+def log_metrics(run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
+    for i in range(0, len(items), 500):
+        client().log_batch(run_id, metrics=items[i : i + 500])
+
+
+def log_file(run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+    client().log_artifact(run_id, str(path), artifact_path)
+
+
+def log_text(run_id: str, text: str, artifact_file: str) -> None:
+    client().log_text(run_id, text, artifact_file)
+
+
+def log_dict(run_id: str, payload: Any, artifact_file: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / Path(artifact_file).name
+        target.write_text(json.dumps(payload, indent=2, default=str))
+        parent = os.path.dirname(artifact_file) or None
+        log_file(run_id, target, parent)
+
+
+def end(run_id: str, status: str = "FINISHED") -> None:
+    client().set_terminated(run_id, status=status)
+
+
+def flatten(prefix: str, value: Any) -> dict[str, Any]:
+    """Nested dicts to dotted keys, for MLflow params."""
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(flatten(f"{prefix}.{key}" if prefix else str(key), item))
+        return out
+    return {prefix: value}
+
+
+@task(name="start_tracking", retries=3, retry_delay_seconds=[2, 5, 15], retry_condition_fn=retry_unless_user_error)
+def start_tracking(
+    experiment: str,
+    params: dict[str, Any],
+    tags: dict[str, str],
+    documents: dict[str, Any] | None = None,
+) -> str:
+    """Open the MLflow run for this flow run (named after it); returns its id."""
+    context = flow_run_context()
+    try:
+        run_id = start(experiment, context.get("prefect.flow_run_name"), {**tags, **context})
+        log_params(run_id, params)
+        for name, payload in (documents or {}).items():
+            log_dict(run_id, payload, name)
+    except Exception as exc:
+        raise RegistryError(
+            f"MLflow at {settings.tracking_uri()} refused or is unreachable: {exc}"
+        ) from exc
+    return run_id
+
+
+@task(name="end_tracking", retries=3, retry_delay_seconds=[2, 5, 15], retry_condition_fn=retry_unless_user_error)
+def end_tracking(run_id: str, status: str = "FINISHED") -> None:
+    end(run_id, status)

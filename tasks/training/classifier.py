@@ -1,0 +1,235 @@
+"""The sequence-classification training loop shared by the encoder methods (transformers Trainer,
+dynamic padding, length-grouped batches), and the `train_model` task."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from tasks import artifacts, models
+from tasks.models import BaseModelSpec
+from tasks.tokenization import TokenizedRef, load_split
+from tasks.training import METHODS
+from tasks.training.base import MethodConfig, TrainResult, TrainSpec
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+
+class PaddingCounter:
+    """A dynamic-padding collator that also counts real and padded tokens."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        from transformers import DataCollatorWithPadding
+
+        self.pad = DataCollatorWithPadding(tokenizer)
+        self.real_tokens = 0
+        self.total_tokens = 0
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        kept = [{k: v for k, v in f.items() if k in MODEL_INPUTS} for f in features]
+        batch = self.pad(kept)
+        mask = batch["attention_mask"]
+        self.real_tokens += int(mask.sum())
+        self.total_tokens += int(mask.numel())
+        return batch
+
+    @property
+    def padding_share(self) -> float:
+        return 1.0 - self.real_tokens / self.total_tokens if self.total_tokens else 0.0
+
+
+def label_kwargs(labels: list[str]) -> dict[str, Any]:
+    return {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {lab: i for i, lab in enumerate(labels)},
+    }
+
+
+def load_base_classifier(base: BaseModelSpec, labels: list[str], seed: int) -> Any:
+    """The base encoder with a freshly initialised (seeded) classification head."""
+    from transformers import AutoModelForSequenceClassification, set_seed
+
+    set_seed(seed)
+    return models.load_pretrained(AutoModelForSequenceClassification, base, **label_kwargs(labels))
+
+
+def prepare_model(base: BaseModelSpec, method: MethodConfig, labels: list[str], seed: int) -> Any:
+    model = load_base_classifier(base, labels, seed)
+    return METHODS[method.name].build(model, method)
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+@dataclass
+class FitStats:
+    train_loss: float
+    steps: int
+    seconds: float
+    samples_per_second: float
+    padding_share: float
+    tokens_per_second: float
+    history: list[dict[str, float]]
+
+
+def fit(model: Any, tokenizer: Any, tokenized: TokenizedRef, spec: TrainSpec, work: Path) -> FitStats:
+    """Train `model` in place on the tokenized train split."""
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    train = load_split(tokenized, "train").filter(lambda b: [x >= 0 for x in b["labels"]], batched=True)
+    collator = PaddingCounter(tokenizer)
+    args = TrainingArguments(
+        output_dir=str(work / "trainer"),
+        num_train_epochs=spec.epochs,
+        max_steps=spec.max_steps,
+        per_device_train_batch_size=spec.batch_size,
+        learning_rate=spec.learning_rate,
+        weight_decay=spec.weight_decay,
+        warmup_steps=spec.warmup_ratio,
+        logging_steps=spec.logging_steps,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        seed=spec.seed,
+        data_seed=spec.seed,
+        train_sampling_strategy="group_by_length" if spec.group_by_length else "random",
+        length_column_name="length",
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collator)
+    started = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - started
+    history = [
+        {"step": float(h["step"]), "loss": float(h["loss"])}
+        for h in trainer.state.log_history
+        if "loss" in h
+    ]
+    return FitStats(
+        train_loss=float(output.training_loss),
+        steps=int(output.global_step),
+        seconds=seconds,
+        samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
+        padding_share=collator.padding_share,
+        tokens_per_second=collator.real_tokens / seconds if seconds else 0.0,
+        history=history,
+    )
+
+
+def save(
+    model: Any,
+    tokenizer: Any,
+    target: Path,
+    manifest: dict[str, Any],
+    base: BaseModelSpec,
+    history: list[dict[str, float]],
+) -> None:
+    """Write the artifact to a staging folder and move it into place only when complete."""
+    tmp = artifacts.staging_dir(target)
+    try:
+        model.save_pretrained(str(tmp / "model"), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        if manifest["kind"] == "adapter" and models.is_local(base):
+            # A local base folder would not resolve elsewhere: the artifact carries a copy.
+            shutil.copytree(models.resolve_model_path(base), tmp / "base")
+        (tmp / "history.json").write_text(json.dumps(history))
+        artifacts.write_manifest(tmp, manifest)
+        artifacts.publish(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def train_classifier(
+    tokenized: TokenizedRef,
+    base: BaseModelSpec,
+    method: MethodConfig,
+    spec: TrainSpec,
+    labels: list[str],
+    max_length: int,
+    out_dir: Path,
+) -> TrainResult:
+    """Build the method on the base encoder, train it and save the artifact under `out_dir`."""
+    tokenizer = models.load_tokenizer(base)
+    model = prepare_model(base, method, labels, spec.seed)
+    trainable, total = count_parameters(model)
+    stats = fit(model, tokenizer, tokenized, spec, out_dir)
+    kind = METHODS[method.name].artifact
+    manifest = {
+        "task": "classification",
+        "kind": kind,
+        "method": method.model_dump(),
+        "labels": labels,
+        "max_length": max_length,
+        "base": {**models.reference(base), "trust_remote_code": base.trust_remote_code},
+    }
+    target = out_dir / "artifact"
+    save(model, tokenizer, target, manifest, base, stats.history)
+    shutil.rmtree(out_dir / "trainer", ignore_errors=True)
+    return TrainResult(
+        path=str(target),
+        method=method.name,
+        artifact=kind,
+        trainable_params=trainable,
+        total_params=total,
+        train_loss=stats.train_loss,
+        steps=stats.steps,
+        train_seconds=stats.seconds,
+        train_samples_per_second=stats.samples_per_second,
+        padding_share=stats.padding_share,
+        tokens_per_second=stats.tokens_per_second,
+    )
+
+
+@task(name="train_model")
+def train_model(
+    tokenized: TokenizedRef,
+    base: BaseModelSpec,
+    method: MethodConfig,
+    spec: TrainSpec,
+    labels: list[str],
+    max_length: int,
+    out_dir: str,
+    run_id: str | None = None,
+) -> TrainResult:
+    """Train the recipe's method (never cached, never blindly retried); log its figures."""
+    result = train_classifier(tokenized, base, method, spec, labels, max_length, Path(out_dir))
+    if run_id:
+        log_training(run_id, result)
+    return result
+
+
+def log_training(run_id: str, result: TrainResult) -> None:
+    from tasks import tracking
+
+    tracking.log_metrics(
+        run_id,
+        {
+            "trainable_params": result.trainable_params,
+            "total_params": result.total_params,
+            "trainable_share": result.trainable_share,
+            "train_loss_final": result.train_loss,
+            "train_steps": result.steps,
+            "train_seconds": result.train_seconds,
+            "train_samples_per_second": result.train_samples_per_second,
+            "padding_share": result.padding_share,
+            "train_tokens_per_second": result.tokens_per_second,
+        },
+    )
+    history = json.loads((Path(result.path) / "history.json").read_text())
+    for point in history:
+        tracking.log_metrics(run_id, {"train_loss": point["loss"]}, step=int(point["step"]))

@@ -1,0 +1,22 @@
+"""Full fine-tuning: every weight of the encoder and the classifier head trains."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from tasks.training.base import MethodConfig, MethodSpec
+
+
+class FullMethod(MethodConfig):
+    """Train all parameters (no extra settings; the learning rate is in `train`)."""
+
+    name: Literal["full"] = "full"
+
+
+def build(model: Any, config: FullMethod) -> Any:
+    for parameter in model.parameters():
+        parameter.requires_grad = True
+    return model
+
+
+SPEC = MethodSpec(config=FullMethod, build=build, artifact="weights")

@@ -1,0 +1,3 @@
+from tuneline.cli import app
+
+app()

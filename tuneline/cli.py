@@ -1,0 +1,137 @@
+"""The `tuneline` command: parses arguments, runs flows, prints results, maps errors to exit codes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+# Quiet, offline-friendly defaults before Prefect and transformers are imported.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+app = typer.Typer(
+    name="tuneline",
+    help="Declarative fine-tuning recipes run as Prefect flows and registered in MLflow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """Declarative fine-tuning recipes run as Prefect flows and registered in MLflow."""
+
+out = Console()
+
+
+class _HideUserErrorTracebacks(logging.Filter):
+    """Prefect logs a task's or flow's exception with its traceback; a user mistake gets none."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from tasks.errors import TunelineError
+
+        if record.exc_info and isinstance(record.exc_info[1], TunelineError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _install_log_filter() -> None:
+    hide = _HideUserErrorTracebacks()
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(hide)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a `TunelineError` into one clear block on stderr and its exit code."""
+    from tasks.errors import TunelineError
+
+    try:
+        yield
+    except TunelineError as exc:
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _metrics_table(metrics: dict[str, float], base: dict[str, float]) -> Table:
+    table = Table(title="held-out evaluation")
+    table.add_column("metric")
+    table.add_column("base model", justify="right")
+    table.add_column("fine-tuned", justify="right")
+    table.add_column("change", justify="right")
+    for name, value in metrics.items():
+        before = base.get(name)
+        table.add_row(
+            name,
+            "-" if before is None else f"{before:.4f}",
+            f"{value:.4f}",
+            "-" if before is None else f"{value - before:+.4f}",
+        )
+    return table
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a recipe key, e.g. --set train.epochs=1 (repeatable)."),
+    ] = None,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print the outcome as JSON on the last line of stdout.")
+    ] = False,
+) -> None:
+    """Run a recipe end to end: validate, tokenize, train, evaluate, register.
+
+    Exit codes: 0 done, 2 data contract failed, 3 trained but not promoted, 1 other errors.
+    """
+    with user_errors():
+        from flows.recipe import load_recipe
+        from tasks.data import check_sources
+
+        parsed = load_recipe(recipe, set_ or [])
+        check_sources(parsed.data)
+        from flows.finetune import finetune
+
+        _install_log_filter()
+        outcome: Any = finetune(parsed)
+    _report_outcome(outcome)
+    if json_:
+        sys.stdout.write(outcome.to_json() + "\n")
+        sys.stdout.flush()
+    raise typer.Exit(outcome.exit_code)
+
+
+def _report_outcome(outcome: Any) -> None:
+    if outcome.metrics:
+        out.print(_metrics_table(outcome.metrics, outcome.base_metrics))
+    if outcome.status == "unchanged":
+        out.print(
+            f"{outcome.model_name} version {outcome.model_version} already has this recipe, "
+            "data and code: nothing trained."
+        )
+    elif outcome.model_version:
+        role = "champion" if outcome.promoted else "not promoted"
+        out.print(f"Registered {outcome.model_name} version {outcome.model_version} ({role}).")
+        for reason in outcome.reasons:
+            out.print(f"  - {reason}", highlight=False)
+    if outcome.mlflow_run_id:
+        out.print(f"MLflow run: {outcome.mlflow_run_id}", highlight=False)
+
+
+def main() -> None:
+    app()
