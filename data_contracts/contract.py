@@ -111,7 +111,9 @@ def load_contract(spec: ContractSpec | str, base_dir: Path | None = None) -> Con
     for name, values in checks_raw.items():
         config_cls = CHECK_CONFIGS.get(name)
         if config_cls is None:
-            raise ContractError(f"{path.name}: unknown check '{name}'; valid: {', '.join(CHECK_CONFIGS)}")
+            raise ContractError(
+                f"{path.name}: unknown check '{name}'; valid: {', '.join(CHECK_CONFIGS)}"
+            )
         try:
             checks[name] = config_cls(**(values or {}))
         except ValidationError as exc:
@@ -121,4 +123,6 @@ def load_contract(spec: ContractSpec | str, base_dir: Path | None = None) -> Con
             raise ContractError(
                 f"contract check '{name}': {where}: {err['msg']} (keys: {allowed})"
             ) from None
-    return Contract(name=raw.get("name", path.stem), format=raw.get("format", "classification"), checks=checks)
+    return Contract(
+        name=raw.get("name", path.stem), format=raw.get("format", "classification"), checks=checks
+    )

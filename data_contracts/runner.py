@@ -53,7 +53,9 @@ def _gx_expectations(name: str, cfg: CheckConfig, data: ContractData) -> list[An
         ]
     if name == "empty_text" and text:
         return [
-            gx.expectations.ExpectColumnValuesToNotMatchRegex(column=text, regex=r"^\s*$", meta=meta)
+            gx.expectations.ExpectColumnValuesToNotMatchRegex(
+                column=text, regex=r"^\s*$", meta=meta
+            )
         ]
     if name == "label_in_set" and data.format == "classification" and data.labels:
         return [
@@ -219,11 +221,18 @@ def _contamination_exact(cfg: CheckConfig, data: ContractData) -> CheckResult | 
         return None
     assert isinstance(cfg, MaxShare)
     train_keys = set(data.train[field_name].dropna().map(_norm))
-    leaked = data.eval[data.eval[field_name].dropna().map(_norm).isin(train_keys).reindex(
-        data.eval.index, fill_value=False
-    )]
+    leaked = data.eval[
+        data.eval[field_name]
+        .dropna()
+        .map(_norm)
+        .isin(train_keys)
+        .reindex(data.eval.index, fill_value=False)
+    ]
     share = len(leaked) / len(data.eval)
-    examples = [f"{w}: {str(t)[:100]!r}" for w, t in leaked[["_where", field_name]].head(5).itertuples(index=False)]
+    examples = [
+        f"{w}: {str(t)[:100]!r}"
+        for w, t in leaked[["_where", field_name]].head(5).itertuples(index=False)
+    ]
     return CheckResult(
         "contamination_exact",
         cfg.severity,

@@ -1,6 +1,6 @@
 """The `finetune` flow: one recipe end to end.
 
-    load data -> validate (contract) -> tokenize -> train -> evaluate -> register
+load data -> validate (contract) -> tokenize -> train -> evaluate -> register
 """
 
 from __future__ import annotations
@@ -68,7 +68,12 @@ def lineage(recipe: Recipe, data_fingerprint: str) -> dict[str, str]:
     }
 
 
-@task(name="find_registered_version", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_unless_user_error)
+@task(
+    name="find_registered_version",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_unless_user_error,
+)
 def find_registered_version(name: str, key: str) -> str | None:
     """The version already registered for this candidate key (same recipe, data and code)."""
     found = find_candidate(name, key)
@@ -82,12 +87,21 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
     tags = lineage(recipe, data.fingerprint)
     existing = find_registered_version(recipe.name, tags["candidate_key"])
     if existing is not None:
-        print(f"Nothing to do: version {existing} of '{recipe.name}' has this recipe, data and code.")
-        return FinetuneOutcome(
-            "unchanged", recipe.name, existing, None, False,
-            reasons=[f"unchanged since version {existing}"], data_fingerprint=data.fingerprint,
+        print(
+            f"Nothing to do: version {existing} of '{recipe.name}' has this recipe, data and code."
         )
-    run_id = tracking.start_tracking(recipe.name, recipe_params(recipe), tags, recipe_document(recipe))
+        return FinetuneOutcome(
+            "unchanged",
+            recipe.name,
+            existing,
+            None,
+            False,
+            reasons=[f"unchanged since version {existing}"],
+            data_fingerprint=data.fingerprint,
+        )
+    run_id = tracking.start_tracking(
+        recipe.name, recipe_params(recipe), tags, recipe_document(recipe)
+    )
     out_dir = str(settings.runs_dir() / recipe.name / run_id)
     report = validate_data(data, recipe.contract, recipe.base_dir, run_id, out_dir)
     if not report.passed:
@@ -95,25 +109,48 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
         raise ContractFailed(f"{report.summary}\nReport: {report.report_html}", report)
     tokenized = tokenize_dataset(data, recipe.base_model, recipe.tokenize, run_id)
     trained = train_model(
-        tokenized, recipe.base_model, recipe.method, recipe.train, data.labels,
-        recipe.tokenize.max_length, out_dir, run_id,
+        tokenized,
+        recipe.base_model,
+        recipe.method,
+        recipe.train,
+        data.labels,
+        recipe.tokenize.max_length,
+        out_dir,
+        run_id,
     )
     evaluated = evaluate_model(
         trained.path, data, recipe.base_model, recipe.evaluate, recipe.train.seed, out_dir, run_id
     )
-    if not recipe.register.enabled:
+    if not recipe.registry.enabled:
         tracking.end_tracking(run_id)
         return FinetuneOutcome(
-            "trained", recipe.name, None, run_id, False, evaluated.metrics, evaluated.base_metrics,
-            data_fingerprint=data.fingerprint, contract_report=report.report_html,
-            artifact=trained.path, train=asdict(trained),
+            "trained",
+            recipe.name,
+            None,
+            run_id,
+            False,
+            evaluated.metrics,
+            evaluated.base_metrics,
+            data_fingerprint=data.fingerprint,
+            contract_report=report.report_html,
+            artifact=trained.path,
+            train=asdict(trained),
         )
-    registered = register_model(recipe.name, run_id, trained, evaluated, recipe.register.gate, tags)
+    registered = register_model(recipe.name, run_id, trained, evaluated, recipe.registry.gate, tags)
     tracking.end_tracking(run_id)
     return FinetuneOutcome(
-        "promoted" if registered.promoted else "not_promoted", recipe.name, registered.version,
-        run_id, registered.promoted, evaluated.metrics, evaluated.base_metrics, registered.reasons,
-        data.fingerprint, report.report_html, trained.path, asdict(trained),
+        "promoted" if registered.promoted else "not_promoted",
+        recipe.name,
+        registered.version,
+        run_id,
+        registered.promoted,
+        evaluated.metrics,
+        evaluated.base_metrics,
+        registered.reasons,
+        data.fingerprint,
+        report.report_html,
+        trained.path,
+        asdict(trained),
     )
 
 

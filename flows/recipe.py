@@ -37,7 +37,7 @@ class DeploySpec(BaseModel):
 class Recipe(BaseModel):
     """A declarative fine-tuning recipe."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, serialize_by_alias=True)
 
     name: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
@@ -56,7 +56,10 @@ class Recipe(BaseModel):
     method: Method = Field(description="The training method; `name` picks it.")
     train: TrainSpec = Field(default_factory=TrainSpec, description="Optimiser and loop settings.")
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec, description="Evaluation.")
-    register: RegisterSpec = Field(default_factory=RegisterSpec, description="Registry and gate.")
+    # `register` is the recipe key; the attribute is `registry` (BaseModel.register is taken).
+    registry: RegisterSpec = Field(
+        default_factory=RegisterSpec, alias="register", description="Registry and gate."
+    )
     deploy: DeploySpec = Field(default_factory=DeploySpec, description="Schedule and triggers.")
     base_dir: str | None = Field(
         default=None,
@@ -137,7 +140,7 @@ def _model_at(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, tuple[str, 
     while i < len(items) - 1 and model is not None:
         key = str(items[i])
         path.append(key)
-        field = model.model_fields.get(key)
+        field = _field(model, key)
         if field is None:
             return None, tuple(path)
         model = _submodel(field.annotation)
@@ -150,6 +153,17 @@ def _model_at(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, tuple[str, 
     if i < len(items):
         path.append(str(items[i]))
     return model, tuple(path)
+
+
+def _field(model: type[BaseModel], key: str) -> Any:
+    for name, info in model.model_fields.items():
+        if key in (name, info.alias):
+            return info
+    return None
+
+
+def _keys(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items() if name != "base_dir"]
 
 
 def _submodel(annotation: Any) -> type[BaseModel] | None:
@@ -187,7 +201,7 @@ def format_errors(exc: ValidationError, source: str, text: str) -> str:
         where = f"{source}:{line}" if line else source
         kind = err["type"]
         if kind == "extra_forbidden" and owner is not None:
-            valid = ", ".join(k for k in owner.model_fields if k != "base_dir")
+            valid = ", ".join(_keys(owner))
             msg = f"unknown key '{path[-1]}'; valid keys here: {valid}"
         elif kind == "union_tag_invalid":
             ctx = err.get("ctx", {})
@@ -225,7 +239,10 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
 
 
 def parse_recipe(
-    text: str, source: str = "<recipe>", base_dir: Path | None = None, overrides: list[str] | None = None
+    text: str,
+    source: str = "<recipe>",
+    base_dir: Path | None = None,
+    overrides: list[str] | None = None,
 ) -> Recipe:
     try:
         raw = yaml.safe_load(text)
@@ -235,7 +252,9 @@ def parse_recipe(
         problem = getattr(exc, "problem", None) or str(exc)
         raise RecipeError(f"{where}: not valid YAML ({problem})") from None
     if not isinstance(raw, dict):
-        raise RecipeError(f"{source}: a recipe is a YAML mapping of keys (name, base_model, data, ...)")
+        raise RecipeError(
+            f"{source}: a recipe is a YAML mapping of keys (name, base_model, data, ...)"
+        )
     raw = apply_overrides(raw, overrides or [])
     if base_dir is not None:
         _resolve_paths(raw, base_dir)

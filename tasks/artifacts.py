@@ -1,9 +1,9 @@
 """The on-disk form of a trained model, shared by training, evaluation and the MLflow pyfunc.
 
-    <artifact>/tuneline.json   manifest: task, kind (adapter | weights | probe), labels, base ref
-    <artifact>/model/          peft adapter, or full weights (safetensors)
-    <artifact>/tokenizer/      the tokenizer used in training
-    <artifact>/base/           a copy of the base model, only when it was a local folder
+<artifact>/tuneline.json   manifest: task, kind (adapter | weights | probe), labels, base ref
+<artifact>/model/          peft adapter, or full weights (safetensors)
+<artifact>/tokenizer/      the tokenizer used in training
+<artifact>/base/           a copy of the base model, only when it was a local folder
 """
 
 from __future__ import annotations

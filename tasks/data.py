@@ -214,7 +214,9 @@ def _read_file(source: str, issues: list[LoadIssue]) -> pd.DataFrame:
     if suffix == ".txt":
         # A text file is one document per blank-line-separated paragraph.
         docs = [d.strip() for d in text.split("\n\n") if d.strip()]
-        return pd.DataFrame({"text": docs, "_where": [f"{name}:doc {i + 1}" for i in range(len(docs))]})
+        return pd.DataFrame(
+            {"text": docs, "_where": [f"{name}:doc {i + 1}" for i in range(len(docs))]}
+        )
     issues.append(LoadIssue(name, f"unsupported file type '{suffix}'"))
     return pd.DataFrame()
 
@@ -356,7 +358,12 @@ def load(spec: DataSpec, seed: int = 42) -> DataRef:
     )
 
 
-@task(name="load_data", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_unless_user_error)
+@task(
+    name="load_data",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_unless_user_error,
+)
 def load_data(spec: DataSpec, seed: int = 42) -> DataRef:
     """Load the recipe's data (retried: sources may be remote)."""
     return load(spec, seed)

@@ -26,7 +26,7 @@ class EvaluateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metrics: list[Metric] = Field(
-        default_factory=lambda: ["accuracy", "f1"],
+        default_factory=lambda: list[Metric](["accuracy", "f1"]),
         description="Metrics on the eval split; f1 is macro-averaged.",
     )
     compare_base: bool = Field(
@@ -44,7 +44,9 @@ class EvalResult:
     labels: list[str] = field(default_factory=list)
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, wanted: list[str]) -> dict[str, float]:
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, wanted: list[str]
+) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
     out: dict[str, float] = {}
@@ -55,7 +57,9 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, wanted: list[
     return out
 
 
-def _predict(model: Any, tokenizer: Any, texts: list[str], max_length: int, batch: int) -> np.ndarray:
+def _predict(
+    model: Any, tokenizer: Any, texts: list[str], max_length: int, batch: int
+) -> np.ndarray:
     probs = artifacts.predict_proba(model, tokenizer, texts, max_length, batch)
     return probs.argmax(axis=-1) if len(texts) else np.zeros(0, dtype=int)
 

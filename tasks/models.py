@@ -115,9 +115,18 @@ def pretrained_kwargs(spec: BaseModelSpec) -> dict[str, Any]:
     return kwargs
 
 
+def quiet_transformers() -> None:
+    """Load reports and progress bars are noise in flow logs; warnings and errors still show."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def load_tokenizer(spec: BaseModelSpec) -> Any:
     from transformers import AutoTokenizer
 
+    quiet_transformers()
     path = resolve_model_path(spec)
     kwargs = pretrained_kwargs(spec)
     kwargs.pop("use_safetensors", None)
@@ -137,6 +146,7 @@ def _load_failure(spec: BaseModelSpec, exc: Exception) -> str:
 
 def load_pretrained(auto_class: Any, spec: BaseModelSpec, **kwargs: Any) -> Any:
     """`auto_class.from_pretrained` with the recipe's safety settings and a clear error."""
+    quiet_transformers()
     path = resolve_model_path(spec)
     try:
         return auto_class.from_pretrained(path, **pretrained_kwargs(spec), **kwargs)

@@ -24,7 +24,16 @@ from tasks.training.base import TrainResult
 
 CHAMPION = "champion"
 PREVIOUS = "previous-champion"
-PIP_PINS = ("torch", "transformers", "tokenizers", "peft", "safetensors", "mlflow", "numpy", "pandas")
+PIP_PINS = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "peft",
+    "safetensors",
+    "mlflow",
+    "numpy",
+    "pandas",
+)
 
 
 class RegisterSpec(BaseModel):
@@ -108,19 +117,22 @@ def log_model_version(run_id: str, name: str, train: TrainResult) -> str:
     return str(info.registered_model_version)
 
 
-def model_card(name: str, lineage: dict[str, str], train: TrainResult, ev: EvalResult, decision: Decision) -> str:
+def model_card(
+    name: str, lineage: dict[str, str], train: TrainResult, ev: EvalResult, decision: Decision
+) -> str:
     metrics = "\n".join(
-        f"| {k} | {ev.base_metrics.get(k, float('nan')):.4f} | {v:.4f} |" for k, v in ev.metrics.items()
+        f"| {k} | {ev.base_metrics.get(k, float('nan')):.4f} | {v:.4f} |"
+        for k, v in ev.metrics.items()
     )
     return f"""# {name}
 
 Fine-tuned by tuneline with method `{train.method}` ({train.artifact}) from base model
-`{lineage.get('base_model')}` (revision `{lineage.get('base_model_revision')}`).
+`{lineage.get("base_model")}` (revision `{lineage.get("base_model_revision")}`).
 
-- data fingerprint: `{lineage.get('data_fingerprint')}`
+- data fingerprint: `{lineage.get("data_fingerprint")}`
 - trainable parameters: {train.trainable_params:,} of {train.total_params:,} ({train.trainable_share:.2%})
 - training: {train.steps} steps, {train.train_seconds:.1f}s, final loss {train.train_loss:.4f}
-- code: {lineage.get('code_version')}
+- code: {lineage.get("code_version")}
 
 | metric | base model | this version |
 |---|---|---|
@@ -128,7 +140,7 @@ Fine-tuned by tuneline with method `{train.method}` ({train.artifact}) from base
 
 Promotion: {decision.summary}
 
-Intended use: classify texts into {', '.join(f'`{x}`' for x in ev.labels)} like the curated training data.
+Intended use: classify texts into {", ".join(f"`{x}`" for x in ev.labels)} like the curated training data.
 Load with `mlflow.pyfunc.load_model("models:/{name}@champion").predict(["some text"])`.
 """
 
@@ -150,7 +162,9 @@ def register(
             name,
             str(existing.version),
             promoted=False,
-            reasons=[f"same recipe, data and code as version {existing.version}; nothing registered"],
+            reasons=[
+                f"same recipe, data and code as version {existing.version}; nothing registered"
+            ],
             already_registered=True,
         )
     champion = current_champion(name)
@@ -173,7 +187,9 @@ def register(
     }
     for tag, value in tags.items():
         mlc.set_model_version_tag(name, version, tag, str(value))
-    mlc.update_model_version(name, version, description=model_card(name, lineage, train, ev, decision))
+    mlc.update_model_version(
+        name, version, description=model_card(name, lineage, train, ev, decision)
+    )
     tracking.log_text(run_id, model_card(name, lineage, train, ev, decision), "README.md")
     if decision.promote:
         if champion is not None:
@@ -182,7 +198,12 @@ def register(
     return RegistrationRef(name, version, decision.promote, decision.reasons, False, tags)
 
 
-@task(name="register_model", retries=2, retry_delay_seconds=[5, 20], retry_condition_fn=retry_unless_user_error)
+@task(
+    name="register_model",
+    retries=2,
+    retry_delay_seconds=[5, 20],
+    retry_condition_fn=retry_unless_user_error,
+)
 def register_model(
     name: str,
     run_id: str,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow.pyfunc
+from mlflow.pyfunc import PythonModel
 
 
-class ClassifierModel(mlflow.pyfunc.PythonModel):
+class ClassifierModel(PythonModel):
     """Predicts a label for each input string."""
 
     def load_context(self, context: Any) -> None:
@@ -20,7 +20,9 @@ class ClassifierModel(mlflow.pyfunc.PythonModel):
         self.model, self.tokenizer, self.manifest = load_classifier(context.artifacts["artifact"])
         self.labels = list(self.manifest["labels"])
 
-    def predict(self, context: Any, model_input: list[str], params: dict[str, Any] | None = None) -> list[str]:
+    def predict(
+        self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
+    ) -> list[str]:
         from tasks.artifacts import predict_proba
 
         texts = [str(t) for t in _as_texts(model_input)]

@@ -46,7 +46,9 @@ class TokenizedRef:
 
 def cache_key(data: DataRef, model: BaseModelSpec, spec: TokenizeSpec) -> str:
     resolved = resolve_model_path(model)
-    tokenizer_id = folder_digest(resolved) if Path(resolved).is_dir() else f"{resolved}@{model.revision}"
+    tokenizer_id = (
+        folder_digest(resolved) if Path(resolved).is_dir() else f"{resolved}@{model.revision}"
+    )
     payload = [data.fingerprint, tokenizer_id, spec.max_length, settings.code_version()]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:20]
 
@@ -74,7 +76,9 @@ def _classification_batch(tokenizer: Any, label_ids: dict[str, int], max_length:
         full_length = [len(ids) for ids in out["input_ids"]]
         long_rows = [i for i, n in enumerate(full_length) if n > max_length]
         if long_rows:
-            cut = tokenizer([batch["text"][i] for i in long_rows], truncation=True, max_length=max_length)
+            cut = tokenizer(
+                [batch["text"][i] for i in long_rows], truncation=True, max_length=max_length
+            )
             for j, i in enumerate(long_rows):
                 for name in out:
                     out[name][i] = cut[name][j]

@@ -116,7 +116,12 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
-@task(name="start_tracking", retries=3, retry_delay_seconds=[2, 5, 15], retry_condition_fn=retry_unless_user_error)
+@task(
+    name="start_tracking",
+    retries=3,
+    retry_delay_seconds=[2, 5, 15],
+    retry_condition_fn=retry_unless_user_error,
+)
 def start_tracking(
     experiment: str,
     params: dict[str, Any],
@@ -137,6 +142,11 @@ def start_tracking(
     return run_id
 
 
-@task(name="end_tracking", retries=3, retry_delay_seconds=[2, 5, 15], retry_condition_fn=retry_unless_user_error)
+@task(
+    name="end_tracking",
+    retries=3,
+    retry_delay_seconds=[2, 5, 15],
+    retry_condition_fn=retry_unless_user_error,
+)
 def end_tracking(run_id: str, status: str = "FINISHED") -> None:
     end(run_id, status)

@@ -65,7 +65,8 @@ def validate_data(
         tracking.log_file(run_id, json_path, "data_contract")
         tracking.log_file(run_id, html_path, "data_contract")
         tracking.log_metrics(
-            run_id, {"contract_errors": len(report.errors), "contract_warnings": len(report.warnings)}
+            run_id,
+            {"contract_errors": len(report.errors), "contract_warnings": len(report.warnings)},
         )
     create_markdown_artifact(
         key="data-contract", markdown=report.to_markdown(), description="Data contract report"

@@ -18,6 +18,8 @@ from rich.table import Table
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 app = typer.Typer(
     name="tuneline",
@@ -32,6 +34,7 @@ err = Console(stderr=True)
 @app.callback()
 def _root() -> None:
     """Declarative fine-tuning recipes run as Prefect flows and registered in MLflow."""
+
 
 out = Console()
 
@@ -63,7 +66,9 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except TunelineError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True, soft_wrap=True)
+        err.print(
+            f"[bold red]error:[/] {exc.message}", highlight=False, markup=True, soft_wrap=True
+        )
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -89,7 +94,9 @@ def run(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override a recipe key, e.g. --set train.epochs=1 (repeatable)."),
+        typer.Option(
+            "--set", help="Override a recipe key, e.g. --set train.epochs=1 (repeatable)."
+        ),
     ] = None,
     json_: Annotated[
         bool, typer.Option("--json", help="Print the outcome as JSON on the last line of stdout.")

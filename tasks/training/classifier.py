@@ -82,12 +82,16 @@ class FitStats:
     history: list[dict[str, float]]
 
 
-def fit(model: Any, tokenizer: Any, tokenized: TokenizedRef, spec: TrainSpec, work: Path) -> FitStats:
+def fit(
+    model: Any, tokenizer: Any, tokenized: TokenizedRef, spec: TrainSpec, work: Path
+) -> FitStats:
     """Train `model` in place on the tokenized train split."""
     import torch
     from transformers import Trainer, TrainingArguments
 
-    train = load_split(tokenized, "train").filter(lambda b: [x >= 0 for x in b["labels"]], batched=True)
+    train = load_split(tokenized, "train").filter(
+        lambda b: [x >= 0 for x in b["labels"]], batched=True
+    )
     collator = PaddingCounter(tokenizer)
     args = TrainingArguments(
         output_dir=str(work / "trainer"),
