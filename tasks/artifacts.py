@@ -70,7 +70,14 @@ def load_classifier(folder: str | Path) -> tuple[Any, Any, dict[str, Any]]:
         "id2label": dict(enumerate(labels)),
         "label2id": {lab: i for i, lab in enumerate(labels)},
     }
-    if manifest["kind"] == "adapter":
+    if manifest["kind"] == "probe":
+        from transformers import AutoModel
+
+        from tasks.training import probe
+
+        encoder = load_pretrained(AutoModel, _base_spec(root, manifest))
+        model = probe.load(encoder, root / "model")
+    elif manifest["kind"] == "adapter":
         from peft import PeftModel
 
         base = load_pretrained(

@@ -127,11 +127,15 @@ def start_tracking(
     params: dict[str, Any],
     tags: dict[str, str],
     documents: dict[str, Any] | None = None,
+    parent_run_id: str | None = None,
+    run_name: str | None = None,
 ) -> str:
-    """Open the MLflow run for this flow run (named after it); returns its id."""
+    """Open the MLflow run for this flow run (named after it, or a child run); returns its id."""
     context = flow_run_context()
+    extra = {"mlflow.parentRunId": parent_run_id} if parent_run_id else {}
+    name = run_name or context.get("prefect.flow_run_name")
     try:
-        run_id = start(experiment, context.get("prefect.flow_run_name"), {**tags, **context})
+        run_id = start(experiment, name, {**tags, **context, **extra})
         log_params(run_id, params)
         for name, payload in (documents or {}).items():
             log_dict(run_id, payload, name)

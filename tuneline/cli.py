@@ -123,6 +123,57 @@ def run(
     raise typer.Exit(outcome.exit_code)
 
 
+@app.command()
+def compare(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    methods: Annotated[
+        str,
+        typer.Option(
+            "--methods",
+            help="Comma-separated methods, e.g. probe,last_layers,full,lora. Default: all.",
+        ),
+    ] = "",
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a recipe key (repeatable).")
+    ] = None,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print the table as JSON on the last line of stdout.")
+    ] = False,
+) -> None:
+    """Train several methods on the same data and tokenization; print a comparison table."""
+    with user_errors():
+        from flows.recipe import load_recipe
+        from tasks.data import check_sources
+        from tasks.errors import RecipeError
+        from tasks.training import METHODS
+
+        parsed = load_recipe(recipe, set_ or [])
+        check_sources(parsed.data)
+        chosen = [m.strip() for m in methods.split(",") if m.strip()] or list(METHODS)
+        unknown = [m for m in chosen if m not in METHODS]
+        if unknown:
+            raise RecipeError(
+                f"--methods: unknown {', '.join(unknown)}; valid: {', '.join(METHODS)}"
+            )
+        from flows.compare import compare as compare_flow
+        from flows.compare import table_rows
+
+        _install_log_filter()
+        result: Any = compare_flow(parsed, chosen)
+    rows = table_rows(result.rows, result.base_metrics)
+    table = Table(title=f"{parsed.name}: methods compared on the held-out split")
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    for column in columns:
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for row in rows:
+        table.add_row(*[str(row.get(c, "")) for c in columns])
+    out.print(table)
+    out.print(f"MLflow parent run: {result.mlflow_run_id}", highlight=False)
+    if json_:
+        sys.stdout.write(result.to_json() + "\n")
+        sys.stdout.flush()
+
+
 def _report_outcome(outcome: Any) -> None:
     if outcome.metrics:
         out.print(_metrics_table(outcome.metrics, outcome.base_metrics))

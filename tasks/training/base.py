@@ -3,6 +3,7 @@ training settings block and the result a training task returns."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -21,13 +22,30 @@ class MethodConfig(BaseModel):
 
 
 @dataclass(frozen=True)
+class BuildContext:
+    """What a builder may need to know about the run it builds for."""
+
+    total_steps: int
+    num_labels: int
+
+
+@dataclass(frozen=True)
 class MethodSpec:
-    """One registry entry: the config model, the builder and the form the result registers in."""
+    """One registry entry: the config model, the builder and the form the result registers in.
+
+    `callbacks` returns Trainer callbacks a method needs (AdaLoRA's rank allocation); `fit`
+    replaces the gradient loop for methods that train otherwise (the logistic-regression probe).
+    """
 
     config: type[MethodConfig]
-    build: Callable[[Any, Any], Any]  # (model, config) -> model with the method applied
+    build: Callable[[Any, Any, BuildContext], Any]  # (model, config, ctx) -> model to train
     artifact: ArtifactKind
     tasks: tuple[str, ...] = ("classification",)
+    callbacks: Callable[[Any], list[Any]] | None = None
+    fit: Callable[..., Any] | None = None
+    # The learning rate `tuneline compare` uses when the recipe names another method: adapters
+    # and heads want ~1e-3, whole-network updates ~5e-5.
+    default_learning_rate: float = 1e-3
 
 
 class TrainSpec(BaseModel):
@@ -71,3 +89,40 @@ class TrainResult:
     @property
     def trainable_share(self) -> float:
         return self.trainable_params / self.total_params if self.total_params else 0.0
+
+
+class PeakMemory:
+    """Peak memory while a block runs: process RSS above the start (sampled), and the CUDA
+    allocator's peak when a GPU is in use."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.peak_rss_mb = 0.0
+        self.peak_gpu_mb = 0.0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> PeakMemory:
+        import psutil
+        import torch
+
+        self._proc = psutil.Process()
+        self._start = self._proc.memory_info().rss
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            rss = self._proc.memory_info().rss - self._start
+            self.peak_rss_mb = max(self.peak_rss_mb, rss / 2**20)
+            self._stop.wait(self.interval)
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        self._stop.set()
+        self._thread.join()
+        if torch.cuda.is_available():
+            self.peak_gpu_mb = torch.cuda.max_memory_allocated() / 2**20

@@ -4,6 +4,7 @@ dynamic padding, length-grouped batches), and the `train_model` task."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from tasks import artifacts, models
 from tasks.models import BaseModelSpec
 from tasks.tokenization import TokenizedRef, load_split
 from tasks.training import METHODS
-from tasks.training.base import MethodConfig, TrainResult, TrainSpec
+from tasks.training.base import BuildContext, MethodConfig, PeakMemory, TrainResult, TrainSpec
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
@@ -60,9 +61,25 @@ def load_base_classifier(base: BaseModelSpec, labels: list[str], seed: int) -> A
     return models.load_pretrained(AutoModelForSequenceClassification, base, **label_kwargs(labels))
 
 
-def prepare_model(base: BaseModelSpec, method: MethodConfig, labels: list[str], seed: int) -> Any:
+def total_steps(n_train: int, spec: TrainSpec) -> int:
+    """Optimiser steps the run will take (what AdaLoRA's schedule is built for)."""
+    if spec.max_steps > 0:
+        return spec.max_steps
+    return max(1, math.ceil(n_train / spec.batch_size) * math.ceil(spec.epochs))
+
+
+def prepare_model(
+    base: BaseModelSpec, method: MethodConfig, labels: list[str], seed: int, steps: int = 100
+) -> Any:
+    """The base encoder with `method` applied, ready to train."""
+    ctx = BuildContext(total_steps=steps, num_labels=len(labels))
+    if METHODS[method.name].artifact == "probe":
+        from transformers import AutoModel, set_seed
+
+        set_seed(seed)
+        return METHODS[method.name].build(models.load_pretrained(AutoModel, base), method, ctx)
     model = load_base_classifier(base, labels, seed)
-    return METHODS[method.name].build(model, method)
+    return METHODS[method.name].build(model, method, ctx)
 
 
 def count_parameters(model: Any) -> tuple[int, int]:
@@ -83,7 +100,12 @@ class FitStats:
 
 
 def fit(
-    model: Any, tokenizer: Any, tokenized: TokenizedRef, spec: TrainSpec, work: Path
+    model: Any,
+    tokenizer: Any,
+    tokenized: TokenizedRef,
+    spec: TrainSpec,
+    work: Path,
+    callbacks: list[Any] | None = None,
 ) -> FitStats:
     """Train `model` in place on the tokenized train split."""
     import torch
@@ -114,7 +136,9 @@ def fit(
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collator)
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train, data_collator=collator, callbacks=callbacks
+    )
     started = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - started
@@ -134,6 +158,49 @@ def fit(
     )
 
 
+def fit_custom(
+    model: Any, tokenizer: Any, tokenized: TokenizedRef, method: MethodConfig, max_length: int
+) -> FitStats:
+    """Methods that do not train by gradient steps (the probe) bring their own fit."""
+    import numpy as np
+
+    train = load_split(tokenized, "train").filter(
+        lambda b: [x >= 0 for x in b["labels"]], batched=True
+    )
+    fit_fn = METHODS[method.name].fit
+    assert fit_fn is not None
+    figures = fit_fn(
+        model, tokenizer, method, list(train["text"]), np.asarray(train["labels"]), max_length
+    )
+    tokens = int(sum(train["length"]))
+    return FitStats(
+        train_loss=figures["loss"],
+        steps=int(figures["iterations"]),
+        seconds=figures["seconds"],
+        samples_per_second=len(train) / figures["seconds"] if figures["seconds"] else 0.0,
+        padding_share=0.0,
+        tokens_per_second=tokens / figures["seconds"] if figures["seconds"] else 0.0,
+        history=[{"step": float(figures["iterations"]), "loss": figures["loss"]}],
+    )
+
+
+def fit_method(
+    model: Any,
+    tokenizer: Any,
+    tokenized: TokenizedRef,
+    method: MethodConfig,
+    spec: TrainSpec,
+    work: Path,
+    max_length: int,
+) -> FitStats:
+    """Train `model` the way its method trains: gradient steps, or the method's own fit."""
+    entry = METHODS[method.name]
+    if entry.fit is not None:
+        return fit_custom(model, tokenizer, tokenized, method, max_length)
+    callbacks = entry.callbacks(model) if entry.callbacks else None
+    return fit(model, tokenizer, tokenized, spec, work, callbacks)
+
+
 def save(
     model: Any,
     tokenizer: Any,
@@ -147,7 +214,7 @@ def save(
     try:
         model.save_pretrained(str(tmp / "model"), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
-        if manifest["kind"] == "adapter" and models.is_local(base):
+        if manifest["kind"] in ("adapter", "probe") and models.is_local(base):
             # A local base folder would not resolve elsewhere: the artifact carries a copy.
             shutil.copytree(models.resolve_model_path(base), tmp / "base")
         (tmp / "history.json").write_text(json.dumps(history))
@@ -169,10 +236,13 @@ def train_classifier(
 ) -> TrainResult:
     """Build the method on the base encoder, train it and save the artifact under `out_dir`."""
     tokenizer = models.load_tokenizer(base)
-    model = prepare_model(base, method, labels, spec.seed)
+    entry = METHODS[method.name]
+    steps = total_steps(int(tokenized.stats.get("count", 0)), spec)
+    model = prepare_model(base, method, labels, spec.seed, steps)
     trainable, total = count_parameters(model)
-    stats = fit(model, tokenizer, tokenized, spec, out_dir)
-    kind = METHODS[method.name].artifact
+    with PeakMemory() as memory:
+        stats = fit_method(model, tokenizer, tokenized, method, spec, out_dir, max_length)
+    kind = entry.artifact
     manifest = {
         "task": "classification",
         "kind": kind,
@@ -196,6 +266,7 @@ def train_classifier(
         train_samples_per_second=stats.samples_per_second,
         padding_share=stats.padding_share,
         tokens_per_second=stats.tokens_per_second,
+        extra={"peak_rss_mb": memory.peak_rss_mb, "peak_gpu_mb": memory.peak_gpu_mb},
     )
 
 
@@ -232,6 +303,7 @@ def log_training(run_id: str, result: TrainResult) -> None:
             "train_samples_per_second": result.train_samples_per_second,
             "padding_share": result.padding_share,
             "train_tokens_per_second": result.tokens_per_second,
+            **result.extra,
         },
     )
     history = json.loads((Path(result.path) / "history.json").read_text())

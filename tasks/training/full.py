@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from tasks.training.base import MethodConfig, MethodSpec
+from tasks.training.base import BuildContext, MethodConfig, MethodSpec
 
 
 class FullMethod(MethodConfig):
@@ -13,10 +13,10 @@ class FullMethod(MethodConfig):
     name: Literal["full"] = "full"
 
 
-def build(model: Any, config: FullMethod) -> Any:
+def build(model: Any, config: FullMethod, ctx: BuildContext) -> Any:
     for parameter in model.parameters():
         parameter.requires_grad = True
     return model
 
 
-SPEC = MethodSpec(config=FullMethod, build=build, artifact="weights")
+SPEC = MethodSpec(config=FullMethod, build=build, artifact="weights", default_learning_rate=5e-5)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from tasks.training.base import MethodConfig, MethodSpec
+from tasks.training.base import BuildContext, MethodConfig, MethodSpec
 
 
 class LoraMethod(MethodConfig):
@@ -23,7 +23,7 @@ class LoraMethod(MethodConfig):
     )
 
 
-def build(model: Any, config: LoraMethod) -> Any:
+def build(model: Any, config: LoraMethod, ctx: BuildContext) -> Any:
     from peft import LoraConfig, TaskType, get_peft_model
 
     peft_config = LoraConfig(

@@ -115,3 +115,38 @@ def test_contract_failure_exits_2_saves_report_and_registers_nothing(
     report = json.loads(reports[0].read_text())
     assert report["passed"] is False and "row_count" in report["errors"]
     assert registered_versions("tiny-sentiment") == []
+
+
+def test_compare_runs_methods_on_shared_tokenization(tiny_recipe: Path) -> None:
+    proc = tuneline(
+        "compare",
+        str(tiny_recipe),
+        "--methods",
+        "probe,lora,prompt_tuning",
+        "--json",
+        "--set",
+        "train.max_steps=3",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [r["method"] for r in rows] == ["probe", "lora", "prompt_tuning"]
+    for row in rows:
+        assert set(row["metrics"]) == {"accuracy", "f1"}
+        assert 0 < row["trainable_share"] <= 1
+    from tasks import tracking
+
+    client = tracking.client()
+    children = [client.get_run(r["mlflow_run_id"]) for r in rows]
+    parents = {c.data.tags.get("mlflow.parentRunId") for c in children}
+    assert len(parents) == 1 and None not in parents
+    parent = client.get_run(parents.pop())
+    assert parent.data.params["methods"] == "probe,lora,prompt_tuning"
+    # tokenization ran once for the whole comparison (it is logged on the parent only)
+    assert "tokens_mean" in parent.data.metrics
+    assert all("tokens_mean" not in c.data.metrics for c in children)
+
+
+def test_compare_rejects_unknown_method(tiny_recipe: Path) -> None:
+    proc = tuneline("compare", str(tiny_recipe), "--methods", "lora,lorax")
+    assert proc.returncode == 1
+    assert "unknown lorax" in proc.stderr and "prompt_tuning" in proc.stderr
