@@ -12,8 +12,9 @@ from pathlib import Path
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "rt-polarity"
 
 
-def write_split(out: Path, data_dir: Path = DEFAULT_DATA, n_train: int = 2000, n_eval: int = 1000,
-                seed: int = 0) -> tuple[Path, Path]:
+def write_split(
+    out: Path, data_dir: Path = DEFAULT_DATA, n_train: int = 2000, n_eval: int = 1000, seed: int = 0
+) -> tuple[Path, Path]:
     """Shuffle both polarities with `seed`; first `n_train` rows train, last `n_eval` evaluate."""
     rows = []
     for name, label in (("rt-polarity.pos", "positive"), ("rt-polarity.neg", "negative")):

@@ -13,7 +13,7 @@ from prefect import flow, task
 
 from flows.recipe import Recipe
 from tasks import settings, tracking
-from tasks.data import load_data
+from tasks.data import DataRef, load_data
 from tasks.errors import EXIT_GATE, EXIT_OK, ContractFailed, retry_unless_user_error
 from tasks.evaluation import evaluate_model
 from tasks.models import reference
@@ -48,10 +48,15 @@ class FinetuneOutcome:
         return json.dumps(asdict(self), default=str)
 
 
-def lineage(recipe: Recipe, data_fingerprint: str) -> dict[str, str]:
+def candidate_key_for(recipe: Recipe, data_fingerprint: str) -> str:
+    return candidate_key(recipe.fingerprint(), data_fingerprint, settings.code_version())
+
+
+def lineage(recipe: Recipe, data: DataRef, contract_summary: str = "") -> dict[str, str]:
+    """The tags every registered version carries (DESIGN.md, registry conventions)."""
     ref = reference(recipe.base_model)
     context = tracking.flow_run_context()
-    code = settings.code_version()
+    data_fingerprint = data.fingerprint
     return {
         "recipe_name": recipe.name,
         "recipe_hash": recipe.fingerprint(),
@@ -62,8 +67,11 @@ def lineage(recipe: Recipe, data_fingerprint: str) -> dict[str, str]:
         "method": recipe.method.name,
         "tuneline_version": settings.tuneline_version(),
         "git_sha": settings.git_sha(),
-        "code_version": code,
-        "candidate_key": candidate_key(recipe.fingerprint(), data_fingerprint, code),
+        "code_version": settings.code_version(),
+        "candidate_key": candidate_key_for(recipe, data_fingerprint),
+        "data_rows": str(data.n_train),
+        "eval_rows": str(data.n_eval),
+        "contract_summary": contract_summary.splitlines()[0] if contract_summary else "",
         **context,
     }
 
@@ -84,8 +92,7 @@ def find_registered_version(name: str, key: str) -> str | None:
 def finetune(recipe: Recipe) -> FinetuneOutcome:
     """Validate, tokenize, train, evaluate and register one recipe."""
     data = load_data(recipe.data, recipe.train.seed)
-    tags = lineage(recipe, data.fingerprint)
-    existing = find_registered_version(recipe.name, tags["candidate_key"])
+    existing = find_registered_version(recipe.name, candidate_key_for(recipe, data.fingerprint))
     if existing is not None:
         print(
             f"Nothing to do: version {existing} of '{recipe.name}' has this recipe, data and code."
@@ -100,7 +107,7 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
             data_fingerprint=data.fingerprint,
         )
     run_id = tracking.start_tracking(
-        recipe.name, recipe_params(recipe), tags, recipe_document(recipe)
+        recipe.name, recipe_params(recipe), lineage(recipe, data), recipe_document(recipe)
     )
     out_dir = str(settings.runs_dir() / recipe.name / run_id)
     report = validate_data(data, recipe.contract, recipe.base_dir, run_id, out_dir)
@@ -136,6 +143,7 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
             artifact=trained.path,
             train=asdict(trained),
         )
+    tags = lineage(recipe, data, report.summary)
     registered = register_model(recipe.name, run_id, trained, evaluated, recipe.registry.gate, tags)
     tracking.end_tracking(run_id)
     return FinetuneOutcome(

@@ -139,6 +139,10 @@ def evaluate_model(
         tracking.log_metrics(run_id, {f"base_{k}": v for k, v in result.base_metrics.items()})
         tracking.log_file(run_id, result.table_path, "eval")
         tracking.log_text(run_id, before_after_markdown(result), "eval/before_after.md")
+        from tasks import plots
+
+        picture = plots.confusion(result.confusion, result.labels, Path(out_dir) / "confusion.png")
+        tracking.log_file(run_id, picture, "plots")
     create_markdown_artifact(
         key="before-after", markdown=before_after_markdown(result), description="Base vs fine-tuned"
     )

@@ -7,6 +7,7 @@ replaces keeps `previous-champion` for rollback.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -16,8 +17,8 @@ from typing import Any
 from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks import tracking
-from tasks.errors import retry_unless_user_error
+from tasks import locks, tracking
+from tasks.errors import RegistryError, retry_unless_user_error
 from tasks.evaluation import EvalResult
 from tasks.promotion import Decision, GateSpec, decide_promotion
 from tasks.training.base import TrainResult
@@ -98,8 +99,11 @@ def _pip_requirements() -> list[str]:
     return pins
 
 
-def log_model_version(run_id: str, name: str, train: TrainResult) -> str:
-    """Log the artifact as an MLflow pyfunc model in `run_id` and register it; returns the version."""
+def log_model_version(
+    run_id: str, name: str, train: TrainResult, tags: dict[str, str], description: str
+) -> str:
+    """Log the artifact as an MLflow pyfunc model in `run_id`, then register it with its tags and
+    model card in one call (a version never exists without its lineage)."""
     import mlflow
 
     from tasks.serving import ClassifierModel
@@ -112,18 +116,39 @@ def log_model_version(run_id: str, name: str, train: TrainResult) -> str:
             artifacts={"artifact": train.path},
             code_paths=[code],
             pip_requirements=_pip_requirements(),
-            registered_model_name=name,
         )
-    return str(info.registered_model_version)
+    mlc = tracking.client()
+    try:
+        mlc.get_registered_model(name)
+    except Exception:
+        with contextlib.suppress(Exception):  # created concurrently
+            mlc.create_registered_model(name)
+    version = mlc.create_model_version(
+        name,
+        info.model_uri,
+        run_id=run_id,
+        tags=tags,
+        description=description,
+        model_id=info.model_id,
+    )
+    return str(version.version)
 
 
 def model_card(
-    name: str, lineage: dict[str, str], train: TrainResult, ev: EvalResult, decision: Decision
+    name: str,
+    lineage: dict[str, str],
+    train: TrainResult,
+    ev: EvalResult,
+    decision: Decision,
+    champion: Any | None = None,
 ) -> str:
+    """The version's description and README.md: what it is, from what, how good, how to use."""
+    previous = version_metrics(champion) if champion is not None else {}
     metrics = "\n".join(
-        f"| {k} | {ev.base_metrics.get(k, float('nan')):.4f} | {v:.4f} |"
+        f"| {k} | {_fmt(ev.base_metrics.get(k))} | {_fmt(previous.get(k))} | {v:.4f} |"
         for k, v in ev.metrics.items()
     )
+    champion_name = f"version {champion.version}" if champion is not None else "none"
     return f"""# {name}
 
 Fine-tuned by tuneline with method `{train.method}` ({train.artifact}) from base model
@@ -133,9 +158,11 @@ Fine-tuned by tuneline with method `{train.method}` ({train.artifact}) from base
 - trainable parameters: {train.trainable_params:,} of {train.total_params:,} ({train.trainable_share:.2%})
 - training: {train.steps} steps, {train.train_seconds:.1f}s, final loss {train.train_loss:.4f}
 - code: {lineage.get("code_version")}
+- data: {lineage.get("data_rows", "?")} training rows, {lineage.get("eval_rows", "?")} eval rows
+- data contract: {lineage.get("contract_summary", "not recorded")}
 
-| metric | base model | this version |
-|---|---|---|
+| metric | base model | champion before ({champion_name}) | this version |
+|---|---|---|---|
 {metrics}
 
 Promotion: {decision.summary}
@@ -143,6 +170,10 @@ Promotion: {decision.summary}
 Intended use: classify texts into {", ".join(f"`{x}`" for x in ev.labels)} like the curated training data.
 Load with `mlflow.pyfunc.load_model("models:/{name}@champion").predict(["some text"])`.
 """
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def register(
@@ -153,7 +184,23 @@ def register(
     gate: GateSpec,
     lineage: dict[str, str],
 ) -> RegistrationRef:
-    """Register (once per candidate key), tag lineage, decide promotion and move aliases."""
+    """Register (once per candidate key), tag lineage, decide promotion and move aliases.
+
+    Serialised per model name, so two runs finishing together cannot both become champion or
+    register the same candidate twice.
+    """
+    with locks.exclusive(f"register-{name}"):
+        return _register(name, run_id, train, ev, gate, lineage)
+
+
+def _register(
+    name: str,
+    run_id: str,
+    train: TrainResult,
+    ev: EvalResult,
+    gate: GateSpec,
+    lineage: dict[str, str],
+) -> RegistrationRef:
     mlc = tracking.client()
     key = lineage["candidate_key"]
     existing = find_candidate(name, key)
@@ -174,23 +221,20 @@ def register(
         ev.base_metrics,
         gate,
     )
-    version = log_model_version(run_id, name, train)
     tags = {
         **lineage,
         **{f"metric.{k}": f"{v:.6f}" for k, v in ev.metrics.items()},
         **{f"base_metric.{k}": f"{v:.6f}" for k, v in ev.base_metrics.items()},
+        "mlflow_run_id": run_id,
         "method": train.method,
         "artifact": train.artifact,
         "trainable_share": f"{train.trainable_share:.6f}",
         "promotion": "promoted" if decision.promote else "not promoted",
         "promotion_reasons": "; ".join(decision.reasons)[:5000],
     }
-    for tag, value in tags.items():
-        mlc.set_model_version_tag(name, version, tag, str(value))
-    mlc.update_model_version(
-        name, version, description=model_card(name, lineage, train, ev, decision)
-    )
-    tracking.log_text(run_id, model_card(name, lineage, train, ev, decision), "README.md")
+    card = model_card(name, lineage, train, ev, decision, champion)
+    version = log_model_version(run_id, name, train, tags, card)
+    tracking.log_text(run_id, card, "README.md")
     if decision.promote:
         if champion is not None:
             mlc.set_registered_model_alias(name, PREVIOUS, champion.version)
@@ -217,3 +261,88 @@ def register_model(
 
 
 __all__ = ["RegisterSpec", "RegistrationRef", "candidate_key", "register", "register_model"]
+
+
+# -- people's actions: promote, rollback, list ---------------------------------------------------
+
+
+def _version(name: str, version: str) -> Any:
+    mlc = tracking.client()
+    try:
+        return mlc.get_model_version(name, version)
+    except Exception as exc:
+        raise RegistryError(
+            f"model '{name}' has no version {version} ({_first_line(exc)})"
+        ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def promote(name: str, version: str, who: str = "manual") -> str:
+    """Make `version` the champion; the one it replaces keeps `previous-champion`."""
+    with locks.exclusive(f"register-{name}"):
+        target = _version(name, version)
+        mlc = tracking.client()
+        champion = current_champion(name)
+        if champion is not None and str(champion.version) == str(target.version):
+            return f"{name} version {version} is already champion"
+        if champion is not None:
+            mlc.set_registered_model_alias(name, PREVIOUS, champion.version)
+        mlc.set_registered_model_alias(name, CHAMPION, target.version)
+        mlc.set_model_version_tag(name, target.version, "promotion", f"promoted ({who})")
+        before = f" (was version {champion.version})" if champion is not None else ""
+        return f"{name} version {version} is now champion{before}"
+
+
+def rollback(name: str) -> str:
+    """Give `champion` back to `previous-champion`; the demoted version is tagged."""
+    with locks.exclusive(f"register-{name}"):
+        mlc = tracking.client()
+        try:
+            previous = mlc.get_model_version_by_alias(name, PREVIOUS)
+        except Exception:
+            raise RegistryError(
+                f"model '{name}' has no '{PREVIOUS}' alias to roll back to; "
+                f"use `tuneline promote {name} VERSION`"
+            ) from None
+        champion = current_champion(name)
+        mlc.set_registered_model_alias(name, CHAMPION, previous.version)
+        mlc.delete_registered_model_alias(name, PREVIOUS)
+        if champion is not None:
+            mlc.set_model_version_tag(name, champion.version, "promotion", "rolled back")
+        was = f" (version {champion.version} rolled back)" if champion is not None else ""
+        return f"{name} version {previous.version} is champion again{was}"
+
+
+def list_versions(name: str | None = None) -> list[dict[str, Any]]:
+    """Versions with aliases, key metrics and data fingerprints (newest first)."""
+    mlc = tracking.client()
+    names = [name] if name else [m.name for m in mlc.search_registered_models()]
+    rows: list[dict[str, Any]] = []
+    for model_name in names:
+        try:
+            model = mlc.get_registered_model(model_name)
+        except Exception:
+            raise RegistryError(f"no registered model named '{model_name}'") from None
+        aliases: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            aliases.setdefault(str(version), []).append(alias)
+        for v in mlc.search_model_versions(f"name = '{model_name}'"):
+            tags = v.tags or {}
+            rows.append(
+                {
+                    "name": model_name,
+                    "version": str(v.version),
+                    "aliases": sorted(aliases.get(str(v.version), [])),
+                    "method": tags.get("method", ""),
+                    "metrics": version_metrics(v),
+                    "data_fingerprint": tags.get("data_fingerprint", ""),
+                    "promotion": tags.get("promotion", ""),
+                    "created": int(v.creation_timestamp or 0),
+                }
+            )
+    rows.sort(key=lambda r: (r["name"], -int(r["version"])))
+    return rows

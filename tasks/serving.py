@@ -39,3 +39,20 @@ def _as_texts(model_input: Any) -> list[Any]:
     if isinstance(model_input, str):
         return [model_input]
     return list(model_input)
+
+
+def load_registered(model_uri: str) -> Any:
+    """`mlflow.pyfunc.load_model` against tuneline's tracking store, with a clear error."""
+    import mlflow
+
+    from tasks import settings
+    from tasks.errors import ModelError
+
+    mlflow.set_tracking_uri(settings.tracking_uri())
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"cannot load '{model_uri}': {first}. List what is registered with `tuneline models`"
+        ) from None

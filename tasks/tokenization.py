@@ -149,4 +149,14 @@ def tokenize_dataset(
 
         tracking.log_metrics(run_id, {f"tokens_{k}": v for k, v in ref.stats.items()})
         tracking.log_params(run_id, {"tokenized_cache_hit": ref.from_cache})
+        import tempfile
+
+        from tasks import plots
+
+        lengths = list(load_split(ref, "train")["full_length"])
+        with tempfile.TemporaryDirectory() as tmp:
+            picture = plots.length_histogram(
+                lengths, spec.max_length, Path(tmp) / "token_lengths.png"
+            )
+            tracking.log_file(run_id, picture, "plots")
     return ref

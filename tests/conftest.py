@@ -70,3 +70,114 @@ register: {{gate: {{metric: accuracy, beat_base: false}}}}
 """
     )
     return recipe
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, proc: "subprocess.Popen[bytes]", log: Path, seconds: float = 120) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"server at {url} did not answer in {seconds}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real `mlflow server` on loopback (SQLite backend, proxied artifacts), stopped after."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = root / "server.log"
+    exe = Path(sys.executable).parent / "mlflow"
+    with log.open("wb") as handle:
+        proc = subprocess.Popen(
+            [
+                str(exe),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--backend-store-uri",
+                f"sqlite:///{root / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(root / "artifacts"),
+                "--workers",
+                "1",
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+KEYWORDS = {
+    "positive": ["great", "lovely", "superb", "wonderful", "excellent"],
+    "negative": ["awful", "dreadful", "terrible", "horrible", "poor"],
+}
+FILLER = (
+    "the a film meal room staff book app show song trip view price service story ending day night"
+)
+
+
+def keyword_rows(n: int, seed: int = 0) -> list[dict]:
+    """Synthetic data a tiny encoder can learn in a few dozen steps: one keyword decides."""
+    import random
+
+    rnd = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "positive" if rnd.random() < 0.5 else "negative"
+        words = rnd.sample(FILLER.split(), 5) + [rnd.choice(KEYWORDS[label])]
+        rnd.shuffle(words)
+        rows.append({"text": " ".join(words) + f" {i}", "label": label})
+    return rows
+
+
+@pytest.fixture()
+def keyword_recipe(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A full fine-tuning recipe on keyword data and a tiny encoder trained for it."""
+    from tasks.tiny import build_tiny_encoder
+
+    rows = keyword_rows(300)
+    write_jsonl(tmp_path / "data" / "train.jsonl", rows[:240])
+    write_jsonl(tmp_path / "data" / "eval.jsonl", rows[240:])
+    encoder = build_tiny_encoder(tmp_path / "tiny-encoder", [r["text"] for r in rows])
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"""name: keyword-classifier
+base_model: {{path: {encoder}}}
+data: {{train: data/train.jsonl, eval: data/eval.jsonl, labels: [negative, positive]}}
+tokenize: {{max_length: 32}}
+method: {{name: full}}
+train: {{max_steps: 60, batch_size: 16, learning_rate: 5.0e-3, warmup_ratio: 0.0}}
+register: {{gate: {{metric: accuracy, beat_base: false}}}}
+"""
+    )
+    return recipe

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -172,6 +173,83 @@ def compare(
     if json_:
         sys.stdout.write(result.to_json() + "\n")
         sys.stdout.flush()
+
+
+@app.command()
+def promote(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[str, typer.Argument(help="Version to make champion.")],
+) -> None:
+    """Make a version the champion (the current one keeps `previous-champion`)."""
+    with user_errors():
+        from tasks.registry import promote as promote_version
+
+        out.print(promote_version(name, version), highlight=False)
+
+
+@app.command()
+def rollback(name: Annotated[str, typer.Argument(help="Registered model name.")]) -> None:
+    """Give `champion` back to the version holding `previous-champion`."""
+    with user_errors():
+        from tasks.registry import rollback as rollback_model
+
+        out.print(rollback_model(name), highlight=False)
+
+
+@app.command()
+def models(
+    name: Annotated[
+        str | None, typer.Argument(help="Registered model name (default: all).")
+    ] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    """Registered versions with aliases, key metrics and data fingerprints."""
+    with user_errors():
+        from tasks.registry import list_versions
+
+        rows = list_versions(name)
+    if json_:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    table = Table(title="MLflow registry")
+    for column in ("name", "version", "aliases", "method", "metrics", "data", "promotion"):
+        table.add_column(column)
+    for row in rows:
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(row["metrics"].items()))
+        table.add_row(
+            row["name"],
+            row["version"],
+            ", ".join(row["aliases"]),
+            row["method"],
+            metrics,
+            row["data_fingerprint"][:12],
+            row["promotion"],
+        )
+    out.print(table)
+
+
+@app.command()
+def predict(
+    model_uri: Annotated[
+        str, typer.Argument(help="MLflow model URI, e.g. models:/sentiment-minilm-lora@champion.")
+    ],
+    texts: Annotated[
+        list[str] | None, typer.Argument(help="Texts to classify; read from stdin when absent.")
+    ] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print predictions as JSON.")] = False,
+) -> None:
+    """Load any registered version and print its predictions, one per input line."""
+    inputs = list(texts or []) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    with user_errors():
+        from tasks.serving import load_registered
+
+        model = load_registered(model_uri)
+    predictions = list(model.predict(inputs)) if inputs else []
+    if json_:
+        sys.stdout.write(json.dumps(predictions) + "\n")
+        return
+    for prediction, text in zip(predictions, inputs, strict=True):
+        sys.stdout.write(f"{prediction}\t{text}\n")
 
 
 def _report_outcome(outcome: Any) -> None:

@@ -124,6 +124,7 @@ def fit(
         weight_decay=spec.weight_decay,
         warmup_steps=spec.warmup_ratio,
         logging_steps=spec.logging_steps,
+        logging_first_step=True,
         save_strategy="no",
         eval_strategy="no",
         report_to="none",
@@ -309,3 +310,8 @@ def log_training(run_id: str, result: TrainResult) -> None:
     history = json.loads((Path(result.path) / "history.json").read_text())
     for point in history:
         tracking.log_metrics(run_id, {"train_loss": point["loss"]}, step=int(point["step"]))
+    if history:
+        from tasks import plots
+
+        picture = plots.loss_curve(history, Path(result.path).parent / "loss_curve.png")
+        tracking.log_file(run_id, picture, "plots")

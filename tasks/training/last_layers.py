@@ -20,14 +20,14 @@ def encoder_blocks(model: Any) -> list[Any]:
     """The transformer blocks of an encoder, first to last (BERT, RoBERTa, DistilBERT shapes)."""
     import torch
 
-    candidates = [
-        module
+    candidates: list[list[Any]] = [
+        list(module)
         for name, module in model.named_modules()
         if isinstance(module, torch.nn.ModuleList) and name.endswith(("layer", "layers"))
     ]
     if not candidates:
         raise ValueError(f"cannot find the encoder blocks of {type(model).__name__}")
-    return list(max(candidates, key=len))
+    return max(candidates, key=len)
 
 
 def build(model: Any, config: LastLayersMethod, ctx: BuildContext) -> Any:

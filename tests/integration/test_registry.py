@@ -1,0 +1,136 @@
+"""The MLflow registry as the place where models are chosen, against a real `mlflow server`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+WEAK = ["--set", "train.max_steps=1", "--set", "train.learning_rate=1e-9"]
+
+
+def tuneline(
+    *args: str, env: dict[str, str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tuneline", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        input=stdin,
+    )
+
+
+def last_json(proc: subprocess.CompletedProcess[str]) -> dict:
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_register_rerun_better_worse_rollback_predict(
+    keyword_recipe: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    env = os.environ.copy()
+    recipe = str(keyword_recipe)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_server)
+    name = "keyword-classifier"
+
+    # 1. a weak first version: nothing to beat, so it becomes champion
+    first = tuneline("run", recipe, "--json", *WEAK, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    v1 = last_json(first)
+    assert v1["model_version"] == "1" and v1["promoted"] is True
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    tags = client.get_model_version(name, "1").tags
+    for tag in (
+        "recipe_hash",
+        "data_fingerprint",
+        "base_model",
+        "base_model_revision",
+        "method",
+        "code_version",
+        "git_sha",
+        "tuneline_version",
+        "prefect.flow_run_id",
+        "candidate_key",
+        "metric.accuracy",
+        "promotion_reasons",
+    ):
+        assert tag in tags, tag
+    description = client.get_model_version(name, "1").description
+    assert "# keyword-classifier" in description and "data fingerprint" in description
+    artifacts = {a.path for a in client.list_artifacts(v1["mlflow_run_id"])}
+    assert {"data_contract", "eval", "plots", "README.md", "recipe.json"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(v1["mlflow_run_id"], "plots")}
+    assert {"plots/loss_curve.png", "plots/confusion.png", "plots/token_lengths.png"} <= plots
+
+    # 2. the same recipe and data again: no new version
+    again = tuneline("run", recipe, "--json", *WEAK, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert last_json(again)["status"] == "unchanged"
+    assert len(client.search_model_versions(f"name = '{name}'")) == 1
+
+    # 3. a better candidate takes champion; the old one keeps previous-champion
+    better = tuneline("run", recipe, "--json", env=env)
+    assert better.returncode == 0, better.stderr[-3000:]
+    v2 = last_json(better)
+    assert v2["model_version"] == "2" and v2["promoted"] is True
+    assert v2["metrics"]["accuracy"] > v1["metrics"]["accuracy"]
+    assert client.get_model_version_by_alias(name, "champion").version == "2"
+    assert client.get_model_version_by_alias(name, "previous-champion").version == "1"
+
+    # 4. a worse one is registered, not promoted, with its reasons on its tags; exit 3
+    worse = tuneline("run", recipe, "--json", *WEAK, "--set", "train.seed=7", env=env)
+    assert worse.returncode == 3, worse.stderr[-3000:]
+    v3 = last_json(worse)
+    assert v3["model_version"] == "3" and v3["promoted"] is False
+    tags3 = client.get_model_version(name, "3").tags
+    assert tags3["promotion"] == "not promoted"
+    assert "does not beat champion" in tags3["promotion_reasons"]
+    assert client.get_model_version_by_alias(name, "champion").version == "2"
+
+    # 5. predict through the champion alias, from arguments and from stdin
+    pred = tuneline(
+        "predict", f"models:/{name}@champion", "--json", "the superb film", "an awful meal", env=env
+    )
+    assert pred.returncode == 0, pred.stderr[-3000:]
+    assert json.loads(pred.stdout.strip().splitlines()[-1]) == ["positive", "negative"]
+    piped = tuneline(
+        "predict", f"models:/{name}@champion", env=env, stdin="a lovely view\na dreadful story\n"
+    )
+    assert piped.returncode == 0
+    assert [line.split("\t")[0] for line in piped.stdout.strip().splitlines()[-2:]] == [
+        "positive",
+        "negative",
+    ]
+
+    # 6. rollback gives champion back to version 1; promote moves it on by hand
+    back = tuneline("rollback", name, env=env)
+    assert back.returncode == 0, back.stderr
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    assert client.get_model_version(name, "2").tags["promotion"] == "rolled back"
+    again_back = tuneline("rollback", name, env=env)
+    assert again_back.returncode == 1 and "no 'previous-champion'" in again_back.stderr
+    promoted = tuneline("promote", name, "2", env=env)
+    assert promoted.returncode == 0 and "now champion" in promoted.stdout
+    assert client.get_model_version_by_alias(name, "champion").version == "2"
+    missing = tuneline("promote", name, "99", env=env)
+    assert missing.returncode == 1 and "no version 99" in missing.stderr
+
+    listing = tuneline("models", name, "--json", env=env)
+    rows = last_json_list(listing)
+    assert [r["version"] for r in rows] == ["3", "2", "1"]
+    assert rows[1]["aliases"] == ["champion"] and rows[2]["aliases"] == ["previous-champion"]
+
+
+def last_json_list(proc: subprocess.CompletedProcess[str]) -> list:
+    return json.loads(proc.stdout.strip().splitlines()[-1])
