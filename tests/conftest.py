@@ -80,7 +80,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(url: str, proc: "subprocess.Popen[bytes]", log: Path, seconds: float = 120) -> None:
+def wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float = 120) -> None:
     import time
     import urllib.request
 
