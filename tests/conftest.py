@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,6 @@ def wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
     """A real `mlflow server` on loopback (SQLite backend, proxied artifacts), stopped after."""
-    import subprocess
     import sys
 
     root = tmp_path_factory.mktemp("mlflow-server")
