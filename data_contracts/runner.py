@@ -1,9 +1,12 @@
-"""Running a contract: one Great Expectations suite for the checks GX has expectations for, plain
-functions (same `CheckResult` shape) for the rest."""
+"""Running a contract: one Great Expectations suite per split for the checks GX has expectations
+for, plain functions (same `CheckResult` shape) for the rest. Checks that cost more than linear
+time per row (MinHash near-duplicates, n-gram diversity, token lengths) look at a uniform sample of
+at most `sample_rows` rows and say so in their message."""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,16 +14,23 @@ from typing import Any
 import pandas as pd
 
 from data_contracts.contract import (
+    ChatStructure,
     CheckConfig,
     Contract,
+    DistinctNgrams,
+    LengthBias,
     MaxShare,
+    MethodMinimum,
     MinRows,
     MinShare,
+    NearDuplicates,
     TextLength,
+    TokenLength,
 )
 from data_contracts.report import CheckResult, Report
 
-TEXT_FIELD = {"classification": "text", "text": "text"}
+TEXT = "_text"
+WHERE = "_where"
 
 
 @dataclass
@@ -31,19 +41,65 @@ class ContractData:
     train: pd.DataFrame
     eval: pd.DataFrame
     required: list[str]
+    text_fields: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     issues: list[Any] = field(default_factory=list)  # tasks.data.LoadIssue-shaped
+    method: str | None = None
+    count_tokens: Callable[[list[str]], list[int]] | None = None
+    max_length: int | None = None
+
+
+# -- the text a row is judged by -----------------------------------------------------------------
+
+
+def _join(*parts: pd.Series) -> pd.Series:
+    out = parts[0].fillna("").astype(str)
+    for part in parts[1:]:
+        out = out + "\n" + part.fillna("").astype(str)
+    return out
+
+
+def _chat_text(messages: Any) -> str:
+    if not isinstance(messages, list | tuple) and not hasattr(messages, "tolist"):
+        return ""
+    items = messages.tolist() if hasattr(messages, "tolist") else messages
+    return "\n".join(str(m.get("content", "")) for m in items if isinstance(m, dict))
+
+
+def row_text(frame: pd.DataFrame, data_format: str) -> pd.Series:
+    """One string per row: what duplicates, lengths and diversity are measured on."""
+    if not len(frame):
+        return pd.Series([], dtype=object)
+    if data_format == "prompt-completion":
+        return _join(frame["prompt"], frame["completion"])
+    if data_format == "alpaca":
+        return _join(frame["instruction"], frame["input"], frame["output"])
+    if data_format == "chat":
+        return frame["messages"].map(_chat_text)
+    if data_format == "preference":
+        prompt = frame["prompt"] if "prompt" in frame else pd.Series("", index=frame.index)
+        return _join(prompt, frame["chosen"])
+    return frame["text"].astype(object).where(frame["text"].notna(), None)
+
+
+def _sample(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
+    return frame if len(frame) <= rows else frame.sample(n=rows, random_state=0)
+
+
+def _sample_note(frame: pd.DataFrame, sampled: pd.DataFrame) -> str:
+    return (
+        "" if len(sampled) == len(frame) else f" (estimated on a sample of {len(sampled):,} rows)"
+    )
 
 
 # -- Great Expectations part ---------------------------------------------------------------------
 
 
-def _gx_expectations(name: str, cfg: CheckConfig, data: ContractData) -> list[Any]:
+def _gx_expectations(name: str, cfg: CheckConfig, data: ContractData, split: str) -> list[Any]:
     import great_expectations as gx
 
-    text = TEXT_FIELD.get(data.format)
     meta = {"check": name}
-    if name == "row_count" or name == "row_count_recommended":
+    if name in ("row_count", "row_count_recommended") and split == "train":
         assert isinstance(cfg, MinRows)
         return [gx.expectations.ExpectTableRowCountToBeBetween(min_value=cfg.min, meta=meta)]
     if name == "required_fields":
@@ -51,11 +107,10 @@ def _gx_expectations(name: str, cfg: CheckConfig, data: ContractData) -> list[An
             gx.expectations.ExpectColumnValuesToNotBeNull(column=col, meta=meta)
             for col in data.required
         ]
-    if name == "empty_text" and text:
+    if name == "empty_text":
         return [
-            gx.expectations.ExpectColumnValuesToNotMatchRegex(
-                column=text, regex=r"^\s*$", meta=meta
-            )
+            gx.expectations.ExpectColumnValuesToNotMatchRegex(column=col, regex=r"^\s*$", meta=meta)
+            for col in data.text_fields
         ]
     if name == "label_in_set" and data.format == "classification" and data.labels:
         return [
@@ -63,19 +118,19 @@ def _gx_expectations(name: str, cfg: CheckConfig, data: ContractData) -> list[An
                 column="label", value_set=list(data.labels), meta=meta
             )
         ]
-    if name == "text_length" and text:
+    if name == "text_length" and split == "train":
         assert isinstance(cfg, TextLength)
         return [
             gx.expectations.ExpectColumnValueLengthsToBeBetween(
-                column=text, min_value=cfg.min_chars, max_value=cfg.max_chars, meta=meta
+                column=TEXT, min_value=cfg.min_chars, max_value=cfg.max_chars, meta=meta
             )
         ]
-    if name == "exact_duplicates" and text:
-        return [gx.expectations.ExpectColumnValuesToBeUnique(column=text, meta=meta)]
+    if name == "exact_duplicates" and split == "train":
+        return [gx.expectations.ExpectColumnValuesToBeUnique(column=TEXT, meta=meta)]
     return []
 
 
-def _run_gx(frame: pd.DataFrame, expectations: list[Any]) -> list[Any]:
+def _run_gx(frame: pd.DataFrame, expectations: list[Any], split: str) -> list[Any]:
     if not expectations:
         return []
     import great_expectations as gx
@@ -86,33 +141,47 @@ def _run_gx(frame: pd.DataFrame, expectations: list[Any]) -> list[Any]:
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (
         context.data_sources.add_pandas("tuneline")
-        .add_dataframe_asset("curated")
+        .add_dataframe_asset(f"curated_{split}")
         .add_batch_definition_whole_dataframe("all")
     )
-    suite = context.suites.add(gx.ExpectationSuite(name="contract"))
+    suite = context.suites.add(gx.ExpectationSuite(name=f"contract_{split}"))
     for expectation in expectations:
         suite.add_expectation(expectation)
     definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name="contract", data=batch, suite=suite)
+        gx.ValidationDefinition(name=f"contract_{split}", data=batch, suite=suite)
     )
     result = definition.run(
         batch_parameters={"dataframe": frame},
         result_format={
             "result_format": "SUMMARY",
-            "unexpected_index_column_names": ["_where"],
+            "unexpected_index_column_names": [WHERE],
             "partial_unexpected_count": 5,
         },
     )
+    GX_RESULTS.append((split, context, result))
     return list(result.results)
+
+
+# The last runs' GX contexts and results, for building Data Docs (see data_docs()).
+GX_RESULTS: list[tuple[str, Any, Any]] = []
 
 
 def _examples(result: dict[str, Any]) -> list[str]:
     out = []
     for item in result.get("partial_unexpected_index_list") or []:
-        where = item.get("_where", "?")
-        value = next((v for k, v in item.items() if k != "_where"), None)
+        where = item.get(WHERE, "?")
+        value = next((v for k, v in item.items() if k != WHERE), None)
         out.append(f"{where}: {str(value)[:100]!r}")
     return out
+
+
+GX_WORDS = {
+    "required_fields": "rows with a missing required field",
+    "empty_text": "rows with an empty or whitespace-only text field",
+    "label_in_set": "rows whose label is outside the declared label set",
+    "text_length": "rows with text outside the length bounds",
+    "exact_duplicates": "rows whose text appears more than once in train",
+}
 
 
 def _interpret_gx(name: str, cfg: CheckConfig, results: list[Any], n_rows: int) -> CheckResult:
@@ -133,14 +202,7 @@ def _interpret_gx(name: str, cfg: CheckConfig, results: list[Any], n_rows: int) 
     else:
         ok = all(bool(r.success) for r in results)
         threshold = None
-    descriptions = {
-        "required_fields": "rows with a missing required field",
-        "empty_text": "rows with empty or whitespace-only text",
-        "label_in_set": "rows whose label is outside the declared label set",
-        "text_length": "rows with text outside the length bounds",
-        "exact_duplicates": "rows whose text appears more than once",
-    }
-    msg = f"{unexpected} {descriptions.get(name, 'unexpected rows')} ({share:.1%})"
+    msg = f"{unexpected} {GX_WORDS.get(name, 'unexpected rows')} ({share:.1%})"
     if isinstance(cfg, TextLength):
         threshold = [cfg.min_chars, cfg.max_chars]
         msg += f", bounds {cfg.min_chars}..{cfg.max_chars} characters"
@@ -150,20 +212,38 @@ def _interpret_gx(name: str, cfg: CheckConfig, results: list[Any], n_rows: int) 
 # -- plain checks (no GX expectation fits) -------------------------------------------------------
 
 
-def _malformed(cfg: CheckConfig, data: ContractData) -> CheckResult:
-    assert isinstance(cfg, MaxShare)
-    bad = [i for i in data.issues if getattr(i, "kind", "malformed") in ("malformed", "encoding")]
-    total = len(data.train) + len(data.eval) + len(bad)
-    share = len(bad) / total if total else 0.0
-    examples = [f"{i.where}: {i.problem}" for i in bad[:5]]
+def _issue_check(name: str, kinds: tuple[str, ...], what: str) -> Callable[..., CheckResult]:
+    def check(cfg: CheckConfig, data: ContractData) -> CheckResult:
+        assert isinstance(cfg, MaxShare)
+        bad = [i for i in data.issues if getattr(i, "kind", "malformed") in kinds]
+        total = len(data.train) + len(data.eval) + len(bad)
+        share = len(bad) / total if total else 0.0
+        return CheckResult(
+            name,
+            cfg.severity,
+            share <= cfg.max_share,
+            round(share, 6),
+            cfg.max_share,
+            f"{len(bad)} {what} ({share:.1%})",
+            [f"{i.where}: {i.problem}" for i in bad[:5]],
+        )
+
+    return check
+
+
+def _method_minimum(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
+    assert isinstance(cfg, MethodMinimum)
+    if not data.method or data.method not in cfg.minimums:
+        return None
+    need = cfg.minimums[data.method]
+    ok = len(data.train) >= need
     return CheckResult(
-        "malformed_records",
+        "method_minimum",
         cfg.severity,
-        share <= cfg.max_share,
-        round(share, 6),
-        cfg.max_share,
-        f"{len(bad)} records could not be read ({share:.1%})",
-        examples,
+        ok,
+        len(data.train),
+        need,
+        f"{len(data.train)} training rows; method '{data.method}' wants at least {need}",
     )
 
 
@@ -178,7 +258,7 @@ def _conflicting_labels(cfg: CheckConfig, data: ContractData) -> CheckResult | N
     share = len(rows) / len(frame) if len(frame) else 0.0
     examples = [
         f"{w}: {str(t)[:80]!r} labelled {lab!r}"
-        for w, t, lab in rows[["_where", "text", "label"]].head(5).itertuples(index=False)
+        for w, t, lab in rows[[WHERE, "text", "label"]].head(5).itertuples(index=False)
     ]
     return CheckResult(
         "conflicting_labels",
@@ -215,23 +295,20 @@ def _label_balance(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
     )
 
 
+def _norm(value: Any) -> str:
+    return " ".join(str(value).lower().split())
+
+
 def _contamination_exact(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
-    field_name = TEXT_FIELD.get(data.format) or data.required[0]
-    if field_name not in data.eval or field_name not in data.train or not len(data.eval):
+    if not len(data.eval) or not len(data.train):
         return None
     assert isinstance(cfg, MaxShare)
-    train_keys = set(data.train[field_name].dropna().map(_norm))
-    leaked = data.eval[
-        data.eval[field_name]
-        .dropna()
-        .map(_norm)
-        .isin(train_keys)
-        .reindex(data.eval.index, fill_value=False)
-    ]
+    train_keys = set(data.train[TEXT].dropna().map(_norm))
+    hit = data.eval[TEXT].map(lambda t: t is not None and _norm(t) in train_keys)
+    leaked = data.eval[hit.astype(bool)]
     share = len(leaked) / len(data.eval)
     examples = [
-        f"{w}: {str(t)[:100]!r}"
-        for w, t in leaked[["_where", field_name]].head(5).itertuples(index=False)
+        f"{w}: {str(t)[:100]!r}" for w, t in leaked[[WHERE, TEXT]].head(5).itertuples(index=False)
     ]
     return CheckResult(
         "contamination_exact",
@@ -244,35 +321,323 @@ def _contamination_exact(cfg: CheckConfig, data: ContractData) -> CheckResult | 
     )
 
 
-def _norm(value: Any) -> str:
-    return " ".join(str(value).lower().split())
+_WORD = re.compile(r"\w+")
+
+
+def _words(text: Any) -> list[str]:
+    return _WORD.findall(str(text).lower()) if text is not None else []
+
+
+def _minhashes(texts: list[Any], cfg: NearDuplicates) -> list[Any]:
+    from datasketch import MinHash
+
+    sets = []
+    for text in texts:
+        words = _words(text)
+        if len(words) < cfg.shingle:
+            shingles = {" ".join(words).encode()}
+        else:
+            shingles = {
+                " ".join(words[i : i + cfg.shingle]).encode()
+                for i in range(len(words) - cfg.shingle + 1)
+            }
+        sets.append(shingles)
+    return MinHash.bulk(sets, num_perm=cfg.num_perm)
+
+
+def _near_duplicates(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
+    assert isinstance(cfg, NearDuplicates)
+    from datasketch import MinHashLSH
+
+    frame = _sample(data.train.dropna(subset=[TEXT]), cfg.sample_rows)
+    if len(frame) < 2:
+        return None
+    hashes = _minhashes(list(frame[TEXT]), cfg)
+    lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
+    with lsh.insertion_session() as session:
+        for i, m in enumerate(hashes):
+            session.insert(i, m)
+    wheres = list(frame[WHERE])
+    flagged: set[int] = set()
+    examples: list[str] = []
+    for i, m in enumerate(hashes):
+        others = [j for j in lsh.query(m) if j != i and m.jaccard(hashes[j]) >= cfg.threshold]
+        if others:
+            flagged.add(i)
+            if len(examples) < 5 and i < others[0]:
+                examples.append(f"{wheres[i]} ~ {wheres[others[0]]}")
+    share = len(flagged) / len(frame)
+    return CheckResult(
+        "near_duplicates",
+        cfg.severity,
+        share <= cfg.max_share,
+        round(share, 6),
+        cfg.max_share,
+        f"{len(flagged)} rows have a near-duplicate (Jaccard >= {cfg.threshold}) in train "
+        f"({share:.1%}){_sample_note(data.train, frame)}",
+        examples,
+    )
+
+
+def _contamination_near(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
+    assert isinstance(cfg, NearDuplicates)
+    from datasketch import MinHashLSH
+
+    train = _sample(data.train.dropna(subset=[TEXT]), cfg.sample_rows)
+    held = _sample(data.eval.dropna(subset=[TEXT]), cfg.sample_rows)
+    if not len(train) or not len(held):
+        return None
+    lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
+    train_hashes = _minhashes(list(train[TEXT]), cfg)
+    with lsh.insertion_session() as session:
+        for i, m in enumerate(train_hashes):
+            session.insert(i, m)
+    train_where, held_where = list(train[WHERE]), list(held[WHERE])
+    leaked, examples = 0, []
+    for i, m in enumerate(_minhashes(list(held[TEXT]), cfg)):
+        hits = [j for j in lsh.query(m) if m.jaccard(train_hashes[j]) >= cfg.threshold]
+        if hits:
+            leaked += 1
+            if len(examples) < 5:
+                examples.append(f"{held_where[i]} ~ {train_where[hits[0]]}")
+    share = leaked / len(held)
+    note = _sample_note(data.train, train) or _sample_note(data.eval, held)
+    return CheckResult(
+        "contamination_near",
+        cfg.severity,
+        share <= cfg.max_share,
+        round(share, 6),
+        cfg.max_share,
+        f"{leaked} eval rows have a near-duplicate in train ({share:.1%}){note}",
+        examples,
+    )
+
+
+def _distinct_ngrams(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
+    assert isinstance(cfg, DistinctNgrams)
+    frame = _sample(data.train.dropna(subset=[TEXT]), cfg.sample_rows)
+    seen: set[tuple[str, ...]] = set()
+    total = 0
+    for text in frame[TEXT]:
+        words = _words(text)
+        grams = [tuple(words[i : i + cfg.n]) for i in range(len(words) - cfg.n + 1)]
+        total += len(grams)
+        seen.update(grams)
+    if total == 0:
+        return None
+    ratio = len(seen) / total
+    return CheckResult(
+        "distinct_ngrams",
+        cfg.severity,
+        ratio >= cfg.min_ratio,
+        round(ratio, 6),
+        cfg.min_ratio,
+        f"distinct-{cfg.n}-gram ratio {ratio:.3f} ({len(seen):,} of {total:,})"
+        f"{_sample_note(data.train, frame)}",
+    )
+
+
+def _token_length(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
+    assert isinstance(cfg, TokenLength)
+    if data.count_tokens is None or not data.max_length:
+        return None
+    frame = _sample(data.train.dropna(subset=[TEXT]), cfg.sample_rows)
+    if not len(frame):
+        return None
+    lengths = data.count_tokens([str(t) for t in frame[TEXT]])
+    over = [(w, n) for w, n in zip(frame[WHERE], lengths, strict=True) if n > data.max_length]
+    share = len(over) / len(frame)
+    return CheckResult(
+        "token_length",
+        cfg.severity,
+        share <= cfg.max_truncated_share,
+        round(share, 6),
+        cfg.max_truncated_share,
+        f"{len(over)} rows longer than max_length {data.max_length} tokens would be truncated "
+        f"({share:.1%}){_sample_note(data.train, frame)}",
+        [f"{w}: {n} tokens" for w, n in over[:5]],
+    )
+
+
+def _chat_problem(messages: Any, roles: list[str]) -> str | None:
+    if hasattr(messages, "tolist"):
+        messages = messages.tolist()
+    if not isinstance(messages, list) or not messages:
+        return "messages is not a non-empty list"
+    expected = None
+    seen_assistant = False
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+            return f"message {i} lacks role/content"
+        role, content = message["role"], message["content"]
+        if role not in roles:
+            return f"message {i} has unknown role {role!r}"
+        if not isinstance(content, str) or not content.strip():
+            return f"message {i} ({role}) has empty content"
+        if role == "system":
+            if i != 0:
+                return f"system message at position {i} (only first)"
+            continue
+        if role == "tool":
+            continue
+        if expected is not None and role != expected:
+            return f"message {i}: {role} follows {'user' if role == 'user' else 'assistant'}"
+        if expected is None and role != "user":
+            return "conversation does not start with a user turn"
+        seen_assistant |= role == "assistant"
+        expected = "assistant" if role == "user" else "user"
+    if not seen_assistant:
+        return "no assistant turn"
+    return None
+
+
+def _chat_structure(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
+    if data.format != "chat":
+        return None
+    assert isinstance(cfg, ChatStructure)
+    bad: list[str] = []
+    frames = [f for f in (data.train, data.eval) if len(f)]
+    total = sum(len(f) for f in frames)
+    for frame in frames:
+        for where, messages in frame[[WHERE, "messages"]].itertuples(index=False):
+            problem = _chat_problem(messages, cfg.roles)
+            if problem:
+                bad.append(f"{where}: {problem}")
+    share = len(bad) / total if total else 0.0
+    return CheckResult(
+        "chat_structure",
+        cfg.severity,
+        share <= cfg.max_share,
+        round(share, 6),
+        cfg.max_share,
+        f"{len(bad)} conversations with invalid roles, order or turns ({share:.1%})",
+        bad[:5],
+    )
+
+
+def _preference_pairs(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
+    if data.format != "preference":
+        return None
+    assert isinstance(cfg, MaxShare)
+    bad: list[str] = []
+    total = 0
+    for frame in (data.train, data.eval):
+        total += len(frame)
+        for where, chosen, rejected in frame[[WHERE, "chosen", "rejected"]].itertuples(index=False):
+            if chosen is None or not str(chosen).strip():
+                bad.append(f"{where}: empty chosen")
+            elif rejected is None or not str(rejected).strip():
+                bad.append(f"{where}: empty rejected")
+            elif _norm(chosen) == _norm(rejected):
+                bad.append(f"{where}: chosen identical to rejected")
+    share = len(bad) / total if total else 0.0
+    return CheckResult(
+        "preference_pairs",
+        cfg.severity,
+        share <= cfg.max_share,
+        round(share, 6),
+        cfg.max_share,
+        f"{len(bad)} pairs with an empty side or chosen == rejected ({share:.1%})",
+        bad[:5],
+    )
+
+
+def _preference_length_bias(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
+    if data.format != "preference" or not len(data.train):
+        return None
+    assert isinstance(cfg, LengthBias)
+    chosen = data.train["chosen"].fillna("").astype(str).str.len()
+    rejected = data.train["rejected"].fillna("").astype(str).str.len()
+    longer = float((chosen > rejected).mean())
+    ok = (1 - cfg.max_share) <= longer <= cfg.max_share
+    return CheckResult(
+        "preference_length_bias",
+        cfg.severity,
+        ok,
+        round(longer, 6),
+        cfg.max_share,
+        f"chosen is longer than rejected in {longer:.1%} of pairs; a model can learn length "
+        "instead of preference when this is far from 50%",
+    )
 
 
 PLAIN_CHECKS: dict[str, Callable[[CheckConfig, ContractData], CheckResult | None]] = {
-    "malformed_records": _malformed,
+    "malformed_records": _issue_check(
+        "malformed_records", ("malformed",), "records could not be read"
+    ),
+    "encoding": _issue_check("encoding", ("encoding",), "files or lines are not valid UTF-8"),
+    "method_minimum": _method_minimum,
     "conflicting_labels": _conflicting_labels,
     "label_balance": _label_balance,
     "contamination_exact": _contamination_exact,
+    "near_duplicates": _near_duplicates,
+    "contamination_near": _contamination_near,
+    "distinct_ngrams": _distinct_ngrams,
+    "token_length": _token_length,
+    "chat_structure": _chat_structure,
+    "preference_pairs": _preference_pairs,
+    "preference_length_bias": _preference_length_bias,
 }
+
+
+def _with_text(frame: pd.DataFrame, data_format: str) -> pd.DataFrame:
+    frame = frame.copy()
+    frame[TEXT] = row_text(frame, data_format) if len(frame) else pd.Series([], dtype=object)
+    if WHERE not in frame:
+        frame[WHERE] = [f"row {i + 1}" for i in range(len(frame))]
+    return frame
 
 
 def run_contract(contract: Contract, data: ContractData) -> Report:
     """Run every enabled check of `contract` on `data`; the report lists them in contract order."""
+    data.train = _with_text(data.train, data.format)
+    data.eval = _with_text(data.eval, data.format)
+    data.required = [c for c in data.required if c in data.train.columns]
+    data.text_fields = [c for c in data.text_fields if c in data.train.columns]
     active = {n: c for n, c in contract.checks.items() if c.severity != "off"}
-    planned: dict[str, list[Any]] = {}
-    for name, cfg in active.items():
-        if name not in PLAIN_CHECKS:
-            planned[name] = _gx_expectations(name, cfg, data)
-    flat = [e for exps in planned.values() for e in exps]
-    by_check: dict[str, list[Any]] = {}
-    for res in _run_gx(data.train, flat):
-        by_check.setdefault(res.expectation_config.meta["check"], []).append(res)
+    GX_RESULTS.clear()
+    collected: dict[str, list[Any]] = {}
+    rows: dict[str, int] = {}
+    for split, frame in (("train", data.train), ("eval", data.eval)):
+        if not len(frame) and split == "eval":
+            continue
+        planned = [
+            (name, e)
+            for name, cfg in active.items()
+            if name not in PLAIN_CHECKS
+            for e in _gx_expectations(name, cfg, data, split)
+        ]
+        for result in _run_gx(frame, [e for _, e in planned], split):
+            check = result.expectation_config.meta["check"]
+            collected.setdefault(check, []).append(result)
+        for name in {n for n, _ in planned}:
+            rows[name] = rows.get(name, 0) + len(frame)
     results: list[CheckResult] = []
     for name, cfg in active.items():
         if name in PLAIN_CHECKS:
             outcome = PLAIN_CHECKS[name](cfg, data)
             if outcome is not None:
                 results.append(outcome)
-        elif by_check.get(name):
-            results.append(_interpret_gx(name, cfg, by_check[name], len(data.train)))
+        elif collected.get(name):
+            results.append(_interpret_gx(name, cfg, collected[name], rows.get(name, 0)))
     return Report(contract.name, len(data.train), len(data.eval), results)
+
+
+def data_docs(target: Any) -> list[str]:
+    """Build Great Expectations Data Docs for the last run's suites into `target`; returns the
+    index pages written (one site per split)."""
+    import shutil
+    from pathlib import Path
+
+    pages = []
+    for split, context, result in GX_RESULTS:
+        context.build_data_docs()
+        for site in context.get_docs_sites_urls():
+            source = Path(str(site["site_url"]).removeprefix("file://")).parent
+            destination = Path(target) / f"gx_{split}"
+            if destination.exists():
+                shutil.rmtree(destination)
+            shutil.copytree(source, destination)
+            pages.append(str(destination / "index.html"))
+        del result
+    return pages

@@ -89,7 +89,16 @@ def compare(recipe: Recipe, methods: list[str]) -> Comparison:
         {"recipe_name": recipe.name, "kind": "comparison"},
     )
     out_dir = settings.runs_dir() / recipe.name / parent
-    report = validate_data(data, recipe.contract, recipe.base_dir, parent, str(out_dir))
+    report = validate_data(
+        data,
+        recipe.contract,
+        recipe.base_dir,
+        parent,
+        str(out_dir),
+        None,
+        recipe.base_model,
+        recipe.tokenize.max_length,
+    )
     if not report.passed:
         tracking.end_tracking(parent, "FAILED")
         raise ContractFailed(f"{report.summary}\nReport: {report.report_html}", report)

@@ -110,7 +110,16 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
         recipe.name, recipe_params(recipe), lineage(recipe, data), recipe_document(recipe)
     )
     out_dir = str(settings.runs_dir() / recipe.name / run_id)
-    report = validate_data(data, recipe.contract, recipe.base_dir, run_id, out_dir)
+    report = validate_data(
+        data,
+        recipe.contract,
+        recipe.base_dir,
+        run_id,
+        out_dir,
+        recipe.method.name,
+        recipe.base_model,
+        recipe.tokenize.max_length,
+    )
     if not report.passed:
         tracking.end_tracking(run_id, "FAILED")
         raise ContractFailed(f"{report.summary}\nReport: {report.report_html}", report)

@@ -59,9 +59,10 @@ class DataSpec(BaseModel):
         description="Training data: file, folder, glob, saved HF dataset or fsspec URL. "
         "Relative paths resolve against the recipe's folder."
     )
-    eval: str | EvalSplit = Field(
+    eval: str | EvalSplit | None = Field(
         default_factory=EvalSplit,
-        description="Held-out data: a path like `train`, or `{split: 0.1}` to hold out a share.",
+        description="Held-out data: a path like `train`, `{split: 0.1}` to hold out a share, or "
+        "null for none (validation only).",
     )
     format: Format = Field(default="classification", description="Record shape of the data.")
     fields: dict[str, str] = Field(
@@ -154,6 +155,26 @@ def _decode(raw: bytes, name: str, issues: list[LoadIssue]) -> str:
         return raw.decode("utf-8", errors="replace")
 
 
+def _read_jsonl_fast(raw: bytes, name: str) -> pd.DataFrame | None:
+    """pyarrow's JSON reader, when every line is a well-formed object (no blank lines, so line
+    numbers stay exact); None sends the file to the line-by-line reader that reports file:line."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    body = raw.rstrip(b"\n")
+    if not body or b"\n\n" in body or body.startswith((b"\n", b" ")) or b"\r" in body:
+        return None
+    try:
+        table = pj.read_json(io.BytesIO(body), pj.ReadOptions(block_size=1 << 24))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if any(pa.types.is_timestamp(f.type) or pa.types.is_date(f.type) for f in table.schema):
+        return None  # keep strings as written
+    frame = table.to_pandas()
+    frame["_where"] = [f"{name}:{i}" for i in range(1, len(frame) + 1)]
+    return frame
+
+
 def _read_jsonl(text: str, name: str, issues: list[LoadIssue]) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
@@ -186,9 +207,12 @@ def _read_file(source: str, issues: list[LoadIssue]) -> pd.DataFrame:
             return pd.DataFrame()
         frame["_where"] = [f"{name}:row {i + 1}" for i in range(len(frame))]
         return frame
-    text = _decode(_read_bytes(source), name, issues)
+    raw = _read_bytes(source)
+    before = len(issues)
+    text = _decode(raw, name, issues)
     if suffix == ".jsonl":
-        return _read_jsonl(text, name, issues)
+        fast = _read_jsonl_fast(raw, name) if len(issues) == before else None
+        return fast if fast is not None else _read_jsonl(text, name, issues)
     if suffix == ".json":
         try:
             payload = json.loads(text)
@@ -258,8 +282,11 @@ def _read_saved_dataset(folder: str) -> pd.DataFrame:
     return frame
 
 
-def normalise(table: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
-    """Rename mapped columns to canonical names; keep canonical fields and `_where`."""
+def normalise(
+    table: pd.DataFrame, spec: DataSpec, issues: list[LoadIssue] | None = None
+) -> pd.DataFrame:
+    """Rename mapped columns to canonical names; keep canonical fields and `_where`. A text field
+    holding something other than a string becomes missing and is reported as malformed."""
     table = table.rename(columns={src: dst for dst, src in spec.fields.items()})
     wanted = list(FORMAT_FIELDS[spec.format])
     if spec.format == "preference" and "prompt" not in table.columns:
@@ -270,12 +297,41 @@ def normalise(table: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
     out = table[[*wanted, "_where"]].copy()
     if spec.format == "classification":
         out["label"] = out["label"].map(_label_str)
+    if spec.format == "chat":
+        out["messages"] = out["messages"].map(_plain_messages)
+    for name in wanted:
+        if name in ("label", "messages"):
+            continue
+        column = out[name]
+        wrong = column.map(lambda v: v is not None and not isinstance(v, str) and not _missing(v))
+        if wrong.any():
+            for where, value in out.loc[wrong, ["_where", name]].itertuples(index=False):
+                if issues is not None:
+                    issues.append(
+                        LoadIssue(where, f"field '{name}' is {type(value).__name__}, not text")
+                    )
+            out[name] = column.where(~wrong, None)
     return out.reset_index(drop=True)
+
+
+def _missing(value: Any) -> bool:
+    return isinstance(value, float) and pd.isna(value)
+
+
+def _plain_messages(value: Any) -> Any:
+    """Arrow hands back arrays of dicts; training and checks want a list of plain dicts."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, list):
+        return [dict(m) if isinstance(m, dict) else m for m in value]
+    return value
 
 
 def _label_str(value: Any) -> Any:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return None
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -317,19 +373,22 @@ def load(spec: DataSpec, seed: int = 42) -> DataRef:
         eval_raw, eval_issues, eval_hash = read_source(spec.eval)
         issues += eval_issues
         split_key = f"eval={eval_hash}"
+    elif spec.eval is None:
+        eval_raw, split_key = None, "no-eval"
     else:
-        eval_raw, eval_hash = None, ""
+        eval_raw = None
         split_key = f"split={spec.eval.split},seed={seed}"
     fingerprint = hashlib.sha256(
         json.dumps(
             [train_hash, split_key, spec.format, spec.fields, spec.labels, LOADER_VERSION]
         ).encode()
     ).hexdigest()[:20]
-    train = normalise(train_raw, spec)
+    train = normalise(train_raw, spec, issues)
     if eval_raw is not None:
-        held = normalise(eval_raw, spec)
+        held = normalise(eval_raw, spec, issues)
+    elif spec.eval is None:
+        held = train.iloc[0:0].copy()
     else:
-        assert isinstance(spec.eval, EvalSplit)
         stratify = "label" if spec.format == "classification" else None
         train, held = split_eval(train, spec.eval.split, seed, stratify)
     labels = list(spec.labels) if spec.labels else []

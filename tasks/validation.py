@@ -1,19 +1,32 @@
 """Validating loaded data against the recipe's data contract, and saving the report everywhere a
-user looks: files beside the run, the MLflow run, a Prefect artifact."""
+user looks: files beside the run (JSON, HTML, GX Data Docs), the MLflow run, a Prefect artifact."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from data_contracts import ContractData, ContractSpec, Report, load_contract, run_contract
 from data_contracts.contract import ContractError
+from data_contracts.runner import data_docs
 from tasks import tracking
 from tasks.data import FORMAT_FIELDS, OPTIONAL_FIELDS, DataRef
 from tasks.errors import RecipeError
+from tasks.models import BaseModelSpec
+
+# Fields that must not be empty strings, per format (chat is checked turn by turn instead).
+TEXT_FIELDS = {
+    "classification": ["text"],
+    "prompt-completion": ["prompt", "completion"],
+    "alpaca": ["instruction", "output"],
+    "chat": [],
+    "preference": ["chosen", "rejected"],
+    "text": ["text"],
+}
 
 
 @dataclass(frozen=True)
@@ -24,12 +37,33 @@ class ValidationRef:
     report_html: str
     errors: list[str]
     warnings: list[str]
+    data_docs: list[str]
 
 
-def validate(data: DataRef, spec: ContractSpec, base_dir: Path | None = None) -> Report:
+def token_counter(model: BaseModelSpec) -> Any:
+    """Count tokens with the recipe's own tokenizer (fast, batched)."""
+    from tasks.models import load_tokenizer
+
+    tokenizer = load_tokenizer(model)
+
+    def count(texts: list[str]) -> list[int]:
+        encoded = tokenizer(texts, truncation=False, verbose=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    return count
+
+
+def validate(
+    data: DataRef,
+    spec: ContractSpec | None,
+    base_dir: Path | None = None,
+    method: str | None = None,
+    model: BaseModelSpec | None = None,
+    max_length: int | None = None,
+) -> Report:
     """Run the contract on the loaded data (pure apart from reading the cached tables)."""
     try:
-        contract = load_contract(spec, base_dir)
+        contract = load_contract(spec, base_dir, data.format)
     except ContractError as exc:
         raise RecipeError(str(exc)) from None
     required = [
@@ -40,30 +74,45 @@ def validate(data: DataRef, spec: ContractSpec, base_dir: Path | None = None) ->
         train=data.train(),
         eval=data.eval(),
         required=required,
+        text_fields=TEXT_FIELDS[data.format],
         labels=data.labels,
         issues=data.issues,
+        method=method,
+        count_tokens=token_counter(model) if model is not None and max_length else None,
+        max_length=max_length,
     )
     return run_contract(contract, contract_data)
 
 
-def save_report(report: Report, folder: Path) -> tuple[Path, Path]:
+def save_report(report: Report, folder: Path) -> tuple[Path, Path, list[str]]:
     folder.mkdir(parents=True, exist_ok=True)
     json_path, html_path = folder / "data_contract.json", folder / "data_contract.html"
     json_path.write_text(report.to_json())
     html_path.write_text(report.to_html())
-    return json_path, html_path
+    return json_path, html_path, data_docs(folder / "data_docs")
 
 
 @task(name="validate_data")
 def validate_data(
-    data: DataRef, spec: ContractSpec, base_dir: str | None, run_id: str | None, out_dir: str
+    data: DataRef,
+    spec: ContractSpec | None,
+    base_dir: str | None,
+    run_id: str | None,
+    out_dir: str,
+    method: str | None = None,
+    model: BaseModelSpec | None = None,
+    max_length: int | None = None,
 ) -> ValidationRef:
-    """Run the contract, save the report (files, MLflow run, Prefect artifact) and return its verdict."""
-    report = validate(data, spec, Path(base_dir) if base_dir else None)
-    json_path, html_path = save_report(report, Path(out_dir))
+    """Run the contract, save the report (files, MLflow run, Prefect artifact); return its verdict."""
+    report = validate(data, spec, Path(base_dir) if base_dir else None, method, model, max_length)
+    json_path, html_path, docs = save_report(report, Path(out_dir))
     if run_id:
         tracking.log_file(run_id, json_path, "data_contract")
         tracking.log_file(run_id, html_path, "data_contract")
+        if docs:
+            tracking.client().log_artifacts(
+                run_id, str(Path(out_dir) / "data_docs"), "data_contract/gx_data_docs"
+            )
         tracking.log_metrics(
             run_id,
             {"contract_errors": len(report.errors), "contract_warnings": len(report.warnings)},
@@ -78,7 +127,5 @@ def validate_data(
         report_html=str(html_path),
         errors=[c.name for c in report.errors],
         warnings=[c.name for c in report.warnings],
+        data_docs=docs,
     )
-
-
-__all__ = ["ValidationRef", "save_report", "validate", "validate_data"]

