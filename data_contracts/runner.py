@@ -393,7 +393,7 @@ def _contamination_near(cfg: CheckConfig, data: ContractData) -> CheckResult | N
         for i, m in enumerate(train_hashes):
             session.insert(i, m)
     train_where, held_where = list(train[WHERE]), list(held[WHERE])
-    leaked, examples = 0, []
+    leaked, examples = 0, list[str]()
     for i, m in enumerate(_minhashes(list(held[TEXT]), cfg)):
         hits = [j for j in lsh.query(m) if m.jaccard(train_hashes[j]) >= cfg.threshold]
         if hits:

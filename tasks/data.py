@@ -388,7 +388,7 @@ def load(spec: DataSpec, seed: int = 42) -> DataRef:
         held = normalise(eval_raw, spec, issues)
     elif spec.eval is None:
         held = train.iloc[0:0].copy()
-    else:
+    elif isinstance(spec.eval, EvalSplit):
         stratify = "label" if spec.format == "classification" else None
         train, held = split_eval(train, spec.eval.split, seed, stratify)
     labels = list(spec.labels) if spec.labels else []
