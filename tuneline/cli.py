@@ -265,6 +265,24 @@ def compare(
 
 
 @app.command()
+def serve(
+    recipes: Annotated[
+        list[Path] | None, typer.Argument(help="Recipe files (default: every shipped recipe).")
+    ] = None,
+    watch_interval: Annotated[
+        float, typer.Option("--watch-interval", help="Seconds between looks at the curated data.")
+    ] = 30.0,
+) -> None:
+    """Serve the recipes as Prefect deployments (schedules, data-landed triggers) against the
+    server in PREFECT_API_URL, and watch their data for new files. Runs until interrupted."""
+    with user_errors():
+        from deployments.build import serve as serve_deployments
+
+        _install_log_filter()
+        serve_deployments(list(recipes or []), watch_interval)
+
+
+@app.command()
 def promote(
     name: Annotated[str, typer.Argument(help="Registered model name.")],
     version: Annotated[str, typer.Argument(help="Version to make champion.")],

@@ -1,0 +1,107 @@
+"""Recipes -> Prefect deployments, and `serve` (what `tuneline serve` runs)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flows.finetune import finetune
+from flows.recipe import Recipe, load_recipe
+from tasks.errors import TunelineError
+from tasks.watching import EVENT, emit_landed, poll, resource_id
+
+SHIPPED = Path(__file__).resolve().parent
+log = logging.getLogger("tuneline.serve")
+
+
+def shipped_recipes() -> list[Path]:
+    return sorted(SHIPPED.glob("*.yaml"))
+
+
+def schedule_kwargs(recipe: Recipe) -> dict[str, Any]:
+    deploy = recipe.deploy
+    if deploy.cron:
+        return {"cron": deploy.cron}
+    if deploy.interval_minutes:
+        return {"interval": timedelta(minutes=deploy.interval_minutes)}
+    return {}
+
+
+def data_trigger(recipe: Recipe) -> Any:
+    """Start the recipe's deployment when the watcher says its curated data landed."""
+    from prefect.events import DeploymentEventTrigger
+
+    return DeploymentEventTrigger(
+        name=f"{recipe.name}: new curated data",
+        expect={EVENT},
+        match={"prefect.resource.id": resource_id(recipe.name)},
+    )
+
+
+def finetune_deployment(recipe: Recipe) -> Any:
+    """The recipe as a deployment of the `finetune` flow.
+
+    One run at a time per recipe: a second trigger while one runs is queued (ENQUEUE) and starts
+    when the first ends; it then finds the candidate already registered if nothing changed.
+    """
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
+    schedule = schedule_kwargs(recipe)
+    if schedule.get("cron") and recipe.deploy.timezone != "UTC":
+        from prefect.client.schemas.schedules import CronSchedule
+
+        schedule = {
+            "schedule": CronSchedule(cron=schedule["cron"], timezone=recipe.deploy.timezone)
+        }
+    return finetune.to_deployment(
+        name=recipe.name,
+        description=recipe.description or f"Fine-tune {recipe.name}",
+        parameters={"recipe": recipe.model_dump(mode="json", by_alias=True)},
+        triggers=[data_trigger(recipe)] if recipe.deploy.on_new_data else None,
+        concurrency_limit=ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+        ),
+        tags=["tuneline", recipe.task, recipe.method.name],
+        **schedule,
+    )
+
+
+def _watch_loop(recipes: list[Recipe], interval: float, stop: threading.Event) -> None:
+    watched = [r for r in recipes if r.deploy.on_new_data]
+    while not stop.is_set():
+        for recipe in watched:
+            try:
+                landed = poll(recipe.name, recipe.data.train)
+                if landed is not None:
+                    log.warning("new curated data for %s: %s", recipe.name, landed)
+                    emit_landed(recipe.name, landed)
+            except Exception:  # a watcher must keep watching; the next poll tries again
+                log.exception("watching %s failed", recipe.name)
+        stop.wait(interval)
+
+
+def serve(paths: list[str | Path], watch_interval: float = 30.0) -> None:
+    """Serve the recipes' deployments against the Prefect server in PREFECT_API_URL, watching
+    their data for new files. Blocks until interrupted."""
+    if not os.environ.get("PREFECT_API_URL"):
+        raise TunelineError(
+            "serve: PREFECT_API_URL is not set; start a server (prefect server start) and "
+            "export PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
+    from prefect import serve as prefect_serve
+
+    recipes = [load_recipe(p) for p in (paths or shipped_recipes())]
+    deployments = [finetune_deployment(r) for r in recipes]
+    stop = threading.Event()
+    watcher = threading.Thread(
+        target=_watch_loop, args=(recipes, watch_interval, stop), daemon=True, name="watcher"
+    )
+    watcher.start()
+    try:
+        prefect_serve(*deployments)
+    finally:
+        stop.set()
