@@ -17,7 +17,7 @@ from tasks.data import DataRef, load_data
 from tasks.errors import EXIT_GATE, EXIT_OK, ContractFailed, retry_unless_user_error
 from tasks.evaluation import evaluate_model
 from tasks.models import reference
-from tasks.registry import candidate_key, find_candidate, register_model
+from tasks.registry import RegistrationRef, candidate_key, find_candidate, register_model
 from tasks.tokenization import tokenize_dataset
 from tasks.training.classifier import train_model
 from tasks.validation import validate_data
@@ -133,6 +133,7 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
         recipe.tokenize.max_length,
         out_dir,
         run_id,
+        str(settings.checkpoint_dir(recipe.name, candidate_key_for(recipe, data.fingerprint))),
     )
     evaluated = evaluate_model(
         trained.path, data, recipe.base_model, recipe.evaluate, recipe.train.seed, out_dir, run_id
@@ -156,7 +157,7 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
     registered = register_model(recipe.name, run_id, trained, evaluated, recipe.registry.gate, tags)
     tracking.end_tracking(run_id)
     return FinetuneOutcome(
-        "promoted" if registered.promoted else "not_promoted",
+        registration_status(registered),
         recipe.name,
         registered.version,
         run_id,
@@ -169,6 +170,12 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
         trained.path,
         asdict(trained),
     )
+
+
+def registration_status(registered: RegistrationRef) -> str:
+    if registered.already_registered:
+        return "unchanged"  # another run registered this candidate first
+    return "promoted" if registered.promoted else "not_promoted"
 
 
 def recipe_params(recipe: Recipe) -> dict[str, Any]:

@@ -99,3 +99,8 @@ def code_version() -> str:
                 digest.update(file.read_bytes())
         return f"{tuneline_version()}+src.{digest.hexdigest()[:12]}"
     return f"{tuneline_version()}+g{sha[:12]}"
+
+
+def checkpoint_dir(recipe_name: str, candidate: str) -> Path:
+    """Where a candidate's checkpoints live: stable across re-runs of the same recipe and data."""
+    return home() / "checkpoints" / recipe_name / candidate

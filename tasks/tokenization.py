@@ -109,7 +109,9 @@ def tokenize(data: DataRef, model: BaseModelSpec, spec: TokenizeSpec) -> Tokeniz
     try:
         for split, path in (("train", data.train_path), ("eval", data.eval_path)):
             frame = datasets.Dataset.from_parquet(path, keep_in_memory=True)
-            frame = frame.filter(lambda b: [t is not None for t in b["text"]], batched=True)
+            present = [i for i, t in enumerate(frame["text"]) if t is not None]
+            if len(present) != len(frame):
+                frame = frame.select(present)
             rows = len(frame)
             num_proc = spec.num_proc or (min(os.cpu_count() or 1, 4) if rows > 50_000 else None)
             encoded = frame.map(

@@ -67,6 +67,13 @@ class TrainSpec(BaseModel):
         default=True, description="Batch examples of similar length together (less padding)."
     )
     logging_steps: int = Field(default=5, ge=1, description="Log the training loss every N steps.")
+    save_steps: int = Field(
+        default=0,
+        ge=0,
+        description="Checkpoint every N optimiser steps (0: none). A re-run of the same recipe, "
+        "data and code resumes from the newest complete checkpoint.",
+    )
+    save_total_limit: int = Field(default=2, ge=1, description="Checkpoints kept on disk.")
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,14 @@ class PaddingCounter:
         return 1.0 - self.real_tokens / self.total_tokens if self.total_tokens else 0.0
 
 
+def labelled(split: Any) -> Any:
+    """Rows whose label is in the label set (selected by index: no hashed lambda for datasets)."""
+    import numpy as np
+
+    keep = np.flatnonzero(np.asarray(split["labels"]) >= 0)
+    return split if len(keep) == len(split) else split.select(keep)
+
+
 def label_kwargs(labels: list[str]) -> dict[str, Any]:
     return {
         "num_labels": len(labels),
@@ -97,6 +105,7 @@ class FitStats:
     padding_share: float
     tokens_per_second: float
     history: list[dict[str, float]]
+    resumed_from: int = 0
 
 
 def fit(
@@ -106,17 +115,25 @@ def fit(
     spec: TrainSpec,
     work: Path,
     callbacks: list[Any] | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> FitStats:
-    """Train `model` in place on the tokenized train split."""
+    """Train `model` in place on the tokenized train split. With `spec.save_steps` and a
+    `checkpoint_dir`, checkpoints are written there and a re-run resumes from the newest one."""
     import torch
     from transformers import Trainer, TrainingArguments
 
-    train = load_split(tokenized, "train").filter(
-        lambda b: [x >= 0 for x in b["labels"]], batched=True
-    )
+    from tasks.training import checkpoints
+
+    saving = bool(spec.save_steps and checkpoint_dir is not None)
+    resume = checkpoints.latest_complete(checkpoint_dir) if saving and checkpoint_dir else None
+    resumed_from = checkpoints.marker_step(resume) if resume else 0  # rotated away later
+    if saving:
+        callbacks = [*(callbacks or []), *checkpoints.callbacks(model, resume)]
+
+    train = labelled(load_split(tokenized, "train"))
     collator = PaddingCounter(tokenizer)
     args = TrainingArguments(
-        output_dir=str(work / "trainer"),
+        output_dir=str(checkpoint_dir if saving else work / "trainer"),
         num_train_epochs=spec.epochs,
         max_steps=spec.max_steps,
         per_device_train_batch_size=spec.batch_size,
@@ -125,7 +142,9 @@ def fit(
         warmup_steps=spec.warmup_ratio,
         logging_steps=spec.logging_steps,
         logging_first_step=True,
-        save_strategy="no",
+        save_strategy="steps" if saving else "no",
+        save_steps=spec.save_steps or 500,
+        save_total_limit=spec.save_total_limit,
         eval_strategy="no",
         report_to="none",
         seed=spec.seed,
@@ -141,7 +160,7 @@ def fit(
         model=model, args=args, train_dataset=train, data_collator=collator, callbacks=callbacks
     )
     started = time.perf_counter()
-    output = trainer.train()
+    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - started
     history = [
         {"step": float(h["step"]), "loss": float(h["loss"])}
@@ -156,6 +175,7 @@ def fit(
         padding_share=collator.padding_share,
         tokens_per_second=collator.real_tokens / seconds if seconds else 0.0,
         history=history,
+        resumed_from=resumed_from,
     )
 
 
@@ -165,9 +185,7 @@ def fit_custom(
     """Methods that do not train by gradient steps (the probe) bring their own fit."""
     import numpy as np
 
-    train = load_split(tokenized, "train").filter(
-        lambda b: [x >= 0 for x in b["labels"]], batched=True
-    )
+    train = labelled(load_split(tokenized, "train"))
     fit_fn = METHODS[method.name].fit
     assert fit_fn is not None
     figures = fit_fn(
@@ -193,13 +211,14 @@ def fit_method(
     spec: TrainSpec,
     work: Path,
     max_length: int,
+    checkpoint_dir: Path | None = None,
 ) -> FitStats:
     """Train `model` the way its method trains: gradient steps, or the method's own fit."""
     entry = METHODS[method.name]
     if entry.fit is not None:
         return fit_custom(model, tokenizer, tokenized, method, max_length)
     callbacks = entry.callbacks(model) if entry.callbacks else None
-    return fit(model, tokenizer, tokenized, spec, work, callbacks)
+    return fit(model, tokenizer, tokenized, spec, work, callbacks, checkpoint_dir)
 
 
 def save(
@@ -234,15 +253,20 @@ def train_classifier(
     labels: list[str],
     max_length: int,
     out_dir: Path,
+    checkpoint_dir: Path | None = None,
 ) -> TrainResult:
-    """Build the method on the base encoder, train it and save the artifact under `out_dir`."""
+    """Build the method on the base encoder, train it and save the artifact under `out_dir`.
+    Checkpoints (when `train.save_steps` is set) go to `checkpoint_dir` and are removed once the
+    artifact is complete."""
     tokenizer = models.load_tokenizer(base)
     entry = METHODS[method.name]
     steps = total_steps(int(tokenized.stats.get("count", 0)), spec)
     model = prepare_model(base, method, labels, spec.seed, steps)
     trainable, total = count_parameters(model)
     with PeakMemory() as memory:
-        stats = fit_method(model, tokenizer, tokenized, method, spec, out_dir, max_length)
+        stats = fit_method(
+            model, tokenizer, tokenized, method, spec, out_dir, max_length, checkpoint_dir
+        )
     kind = entry.artifact
     manifest = {
         "task": "classification",
@@ -255,6 +279,8 @@ def train_classifier(
     target = out_dir / "artifact"
     save(model, tokenizer, target, manifest, base, stats.history)
     shutil.rmtree(out_dir / "trainer", ignore_errors=True)
+    if checkpoint_dir is not None:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return TrainResult(
         path=str(target),
         method=method.name,
@@ -267,7 +293,11 @@ def train_classifier(
         train_samples_per_second=stats.samples_per_second,
         padding_share=stats.padding_share,
         tokens_per_second=stats.tokens_per_second,
-        extra={"peak_rss_mb": memory.peak_rss_mb, "peak_gpu_mb": memory.peak_gpu_mb},
+        extra={
+            "peak_rss_mb": memory.peak_rss_mb,
+            "peak_gpu_mb": memory.peak_gpu_mb,
+            "resumed_from_step": float(stats.resumed_from),
+        },
     )
 
 
@@ -281,9 +311,19 @@ def train_model(
     max_length: int,
     out_dir: str,
     run_id: str | None = None,
+    checkpoint_dir: str | None = None,
 ) -> TrainResult:
     """Train the recipe's method (never cached, never blindly retried); log its figures."""
-    result = train_classifier(tokenized, base, method, spec, labels, max_length, Path(out_dir))
+    result = train_classifier(
+        tokenized,
+        base,
+        method,
+        spec,
+        labels,
+        max_length,
+        Path(out_dir),
+        Path(checkpoint_dir) if checkpoint_dir else None,
+    )
     if run_id:
         log_training(run_id, result)
     return result
