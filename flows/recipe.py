@@ -110,8 +110,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 def _line_index(text: str) -> dict[tuple[str, ...], int]:
     """Map each key path in the YAML document to its 1-based line."""
     lines: dict[tuple[str, ...], int] = {}
+    visited: set[int] = set()
 
     def walk(node: Any, path: tuple[str, ...]) -> None:
+        if id(node) in visited:  # an alias: already walked (and YAML bombs stay linear)
+            return
+        visited.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 key = (*path, str(key_node.value))
@@ -124,7 +128,7 @@ def _line_index(text: str) -> dict[tuple[str, ...], int]:
 
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return lines
     if root is not None:
         walk(root, ())
@@ -207,13 +211,18 @@ def format_errors(exc: ValidationError, source: str, text: str) -> str:
             ctx = err.get("ctx", {})
             msg = f"unknown method '{ctx.get('tag')}'; valid: {ctx.get('expected_tags')}"
         elif kind == "literal_error":
-            msg = f"{err['msg'].lower()}, got {err.get('input')!r}"
+            msg = f"{err['msg'].lower()}, got {_short(err.get('input'))}"
         elif kind == "missing":
             msg = "required key is missing"
         else:
-            msg = f"{err['msg']}, got {err.get('input')!r}"
+            msg = f"{err['msg']}, got {_short(err.get('input'))}"
         messages.append(f"{where}: {dotted}: {msg}")
     return "\n".join(messages)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
@@ -244,8 +253,12 @@ def parse_recipe(
     base_dir: Path | None = None,
     overrides: list[str] | None = None,
 ) -> Recipe:
+    if len(text) > 1_000_000:
+        raise RecipeError(f"{source}: recipe is larger than 1 MB; a recipe is a short YAML file")
     try:
         raw = yaml.safe_load(text)
+    except RecursionError:
+        raise RecipeError(f"{source}: YAML nested too deeply to be a recipe") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
@@ -263,6 +276,8 @@ def parse_recipe(
         return Recipe.model_validate(raw)
     except ValidationError as exc:
         raise RecipeError(format_errors(exc, source, text)) from None
+    except RecursionError:
+        raise RecipeError(f"{source}: values nested too deeply to be a recipe") from None
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
