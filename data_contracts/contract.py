@@ -53,7 +53,7 @@ class MinShare(CheckConfig):
 
 class Sampled(CheckConfig):
     sample_rows: int = Field(
-        default=20000, ge=100, description="Rows examined (a uniform sample when there are more)."
+        default=10000, ge=100, description="Rows examined (a uniform sample when there are more)."
     )
 
 

@@ -162,9 +162,25 @@ def _read_jsonl(text: str, name: str, issues: list[LoadIssue]) -> pd.DataFrame:
     loader of data that lands unattended cannot afford."""
     import orjson
 
+    all_lines = text.splitlines()
+    if all(line.strip() for line in all_lines):
+        # Fast path: every line non-blank, so one parse of the lines as a JSON array keeps the
+        # line numbers; any bad line sends the file through the line-by-line path below.
+        try:
+            parsed = orjson.loads("[" + ",".join(all_lines) + "]")
+        except orjson.JSONDecodeError:
+            parsed = None
+        if (
+            parsed is not None
+            and len(parsed) == len(all_lines)
+            and all(isinstance(r, dict) for r in parsed)
+        ):
+            frame = pd.DataFrame.from_records(parsed) if parsed else pd.DataFrame()
+            frame["_where"] = [f"{name}:{n}" for n in range(1, len(parsed) + 1)]
+            return frame
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(all_lines, start=1):
         if not line.strip():
             continue
         try:
@@ -280,7 +296,9 @@ def normalise(
         if name not in table.columns:
             table[name] = None
     out = table[[*wanted, "_where"]].copy()
-    if spec.format == "classification":
+    if spec.format == "classification" and pd.api.types.infer_dtype(
+        out["label"], skipna=True
+    ) not in ("string", "empty"):
         out["label"] = out["label"].map(_label_str)
     if spec.format == "chat":
         out["messages"] = out["messages"].map(_plain_messages)
@@ -288,6 +306,8 @@ def normalise(
         if name in ("label", "messages"):
             continue
         column = out[name]
+        if pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
+            continue  # all text (the common case): no per-row look needed
         wrong = column.map(lambda v: v is not None and not isinstance(v, str) and not _missing(v))
         if wrong.any():
             for where, value in out.loc[wrong, ["_where", name]].itertuples(index=False):
