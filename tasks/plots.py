@@ -15,10 +15,15 @@ def _pyplot() -> Any:
     return plt
 
 
-def loss_curve(history: list[dict[str, float]], path: Path, title: str = "training loss") -> Path:
+def loss_curve(history: list[dict[str, float]], path: Path, title: str = "loss") -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([h["step"] for h in history], [h["loss"] for h in history], marker=".")
+    train = [h for h in history if "loss" in h]
+    held = [h for h in history if "eval_loss" in h]
+    ax.plot([h["step"] for h in train], [h["loss"] for h in train], marker=".", label="train")
+    if held:
+        ax.plot([h["step"] for h in held], [h["eval_loss"] for h in held], marker="o", label="eval")
+        ax.legend()
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("loss")
     ax.set_title(title)

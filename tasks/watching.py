@@ -31,9 +31,36 @@ def resource_id(recipe_name: str) -> str:
     return f"tuneline.recipe.{recipe_name}"
 
 
+def _is_url(source: str) -> bool:
+    return "://" in source and not source.startswith("file://")
+
+
+def _stamp(info: dict[str, Any]) -> float:
+    """A modification stamp from fsspec `info` (backends name it differently)."""
+    import hashlib
+
+    for key in ("mtime", "LastModified", "updated", "last_modified", "created"):
+        value = info.get(key)
+        if value is not None:
+            return float(value.timestamp()) if hasattr(value, "timestamp") else float(value)
+    etag = str(info.get("ETag") or info.get("etag") or info.get("md5Hash") or "")
+    return float(int(hashlib.sha256(etag.encode()).hexdigest()[:12], 16)) if etag else 0.0
+
+
 def snapshot(source: str) -> dict[str, list[float]]:
-    """{file: [size, mtime]} of every data file behind `source` (local sources)."""
+    """{file: [size, stamp]} of every data file behind `source` (a folder, glob or fsspec URL)."""
     out: dict[str, list[float]] = {}
+    if _is_url(source):
+        import fsspec
+
+        for file in expand_source(source):
+            fs, path = fsspec.core.url_to_fs(file)
+            try:
+                info = fs.info(path)
+            except FileNotFoundError:
+                continue
+            out[file] = [float(info.get("size") or 0), _stamp(info)]
+        return out
     for file in expand_source(source):
         try:
             info = os.stat(file)
@@ -44,6 +71,11 @@ def snapshot(source: str) -> dict[str, list[float]]:
 
 
 def _marker_time(source: str) -> float:
+    if _is_url(source):
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(source.rstrip("/") + "/" + MARKER)
+        return _stamp(fs.info(path)) if fs.exists(path) else 0.0
     folder = Path(source)
     marker = folder / MARKER if folder.is_dir() else folder.parent / MARKER
     return marker.stat().st_mtime if marker.exists() else 0.0

@@ -74,6 +74,12 @@ class TrainSpec(BaseModel):
         "data and code resumes from the newest complete checkpoint.",
     )
     save_total_limit: int = Field(default=2, ge=1, description="Checkpoints kept on disk.")
+    eval_loss_points: int = Field(
+        default=5, ge=0, description="Held-out loss evaluations during training (0: none)."
+    )
+    eval_loss_rows: int = Field(
+        default=256, ge=1, description="Eval rows used for the held-out loss curve."
+    )
 
 
 @dataclass(frozen=True)

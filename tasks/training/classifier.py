@@ -132,6 +132,13 @@ def fit(
 
     train = labelled(load_split(tokenized, "train"))
     collator = PaddingCounter(tokenizer)
+    # A held-out loss curve: a few evaluations on at most `eval_loss_rows` eval rows.
+    eval_curve = None
+    total = total_steps(len(train), spec)
+    if spec.eval_loss_points and total >= 2:
+        held = labelled(load_split(tokenized, "eval"))
+        if len(held):
+            eval_curve = held.select(range(min(len(held), spec.eval_loss_rows)))
     args = TrainingArguments(
         output_dir=str(checkpoint_dir if saving else work / "trainer"),
         num_train_epochs=spec.epochs,
@@ -145,7 +152,9 @@ def fit(
         save_strategy="steps" if saving else "no",
         save_steps=spec.save_steps or 500,
         save_total_limit=spec.save_total_limit,
-        eval_strategy="no",
+        eval_strategy="steps" if eval_curve is not None else "no",
+        eval_steps=max(1, total // max(spec.eval_loss_points, 1)),
+        per_device_eval_batch_size=spec.eval_batch_size,
         report_to="none",
         seed=spec.seed,
         data_seed=spec.seed,
@@ -157,7 +166,12 @@ def fit(
         dataloader_num_workers=0,
     )
     trainer = Trainer(
-        model=model, args=args, train_dataset=train, data_collator=collator, callbacks=callbacks
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=eval_curve,
+        data_collator=collator,
+        callbacks=callbacks,
     )
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -167,6 +181,11 @@ def fit(
         for h in trainer.state.log_history
         if "loss" in h
     ]
+    eval_history = [
+        {"step": float(h["step"]), "eval_loss": float(h["eval_loss"])}
+        for h in trainer.state.log_history
+        if "eval_loss" in h
+    ]
     return FitStats(
         train_loss=float(output.training_loss),
         steps=int(output.global_step),
@@ -174,7 +193,7 @@ def fit(
         samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
         padding_share=collator.padding_share,
         tokens_per_second=collator.real_tokens / seconds if seconds else 0.0,
-        history=history,
+        history=history + eval_history,
         resumed_from=resumed_from,
     )
 
@@ -349,7 +368,9 @@ def log_training(run_id: str, result: TrainResult) -> None:
     )
     history = json.loads((Path(result.path) / "history.json").read_text())
     for point in history:
-        tracking.log_metrics(run_id, {"train_loss": point["loss"]}, step=int(point["step"]))
+        name = "eval_loss" if "eval_loss" in point else "train_loss"
+        value = point.get("eval_loss", point.get("loss"))
+        tracking.log_metrics(run_id, {name: value}, step=int(point["step"]))
     if history:
         from tasks import plots
 

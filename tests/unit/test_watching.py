@@ -52,3 +52,17 @@ def test_success_marker_triggers_without_waiting(tmp_path: Path) -> None:
     os.utime(folder / MARKER, None)
     landed = poll("marked", str(folder))
     assert landed is not None and landed["by_marker"] is True
+
+
+def test_fsspec_url_source(tmp_path: Path) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/landing/part-0.jsonl", b'{"text": "a", "label": "b"}\n')
+    url = "memory://landing"
+    assert poll("remote", url) is None  # baseline
+    fs.pipe("/landing/part-1.jsonl", b'{"text": "c", "label": "d"}\n')
+    assert poll("remote", url) is None  # changed: wait one more look
+    landed = poll("remote", url)
+    assert landed is not None and landed["new_files"][0].endswith("landing/part-1.jsonl")
+    assert poll("remote", url) is None
