@@ -115,7 +115,7 @@ def test_loaders_survive_random_bytes(suffix: str, raw: bytes, tmp_path: Path) -
         assert "_where" in table.columns or table.empty
         assert len(digest) == 64
         for issue in issues:
-            assert issue.where.startswith(str(path.name)) or str(path) in issue.where
+            assert path.name in issue.where  # the place names the file
 
 
 @FUZZ
