@@ -657,7 +657,11 @@ def run_contract(contract: Contract, data: ContractData) -> Report:
     data.required = [c for c in data.required if c in data.train.columns]
     data.text_fields = [c for c in data.text_fields if c in data.train.columns]
     active = {n: c for n, c in contract.checks.items() if c.severity != "off"}
+    # Samples and MinHashes are shared between the checks of this run only (keyed by frame id,
+    # which a later run may reuse).
     GX_RESULTS.clear()
+    _SAMPLES.clear()
+    _MINHASH_CACHE.clear()
     collected: dict[str, list[Any]] = {}
     rows: dict[str, int] = {}
     for split, frame in (("train", data.train), ("eval", data.eval)):
@@ -692,7 +696,7 @@ def data_docs(target: Any) -> list[str]:
     from pathlib import Path
 
     pages = []
-    for split, context, result in GX_RESULTS:
+    for split, context, _result in GX_RESULTS:
         context.build_data_docs()
         for site in context.get_docs_sites_urls():
             source = Path(str(site["site_url"]).removeprefix("file://")).parent
@@ -701,5 +705,4 @@ def data_docs(target: Any) -> list[str]:
                 shutil.rmtree(destination)
             shutil.copytree(source, destination)
             pages.append(str(destination / "index.html"))
-        del result
     return pages

@@ -92,7 +92,8 @@ def find_registered_version(name: str, key: str) -> str | None:
 def finetune(recipe: Recipe) -> FinetuneOutcome:
     """Validate, tokenize, train, evaluate and register one recipe."""
     data = load_data(recipe.data, recipe.train.seed)
-    existing = find_registered_version(recipe.name, candidate_key_for(recipe, data.fingerprint))
+    candidate = candidate_key_for(recipe, data.fingerprint)
+    existing = find_registered_version(recipe.name, candidate)
     if existing is not None:
         print(
             f"Nothing to do: version {existing} of '{recipe.name}' has this recipe, data and code."
@@ -133,7 +134,7 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
         recipe.tokenize.max_length,
         out_dir,
         run_id,
-        str(settings.checkpoint_dir(recipe.name, candidate_key_for(recipe, data.fingerprint))),
+        str(settings.checkpoint_dir(recipe.name, candidate)),
     )
     evaluated = evaluate_model(
         trained.path, data, recipe.base_model, recipe.evaluate, recipe.train.seed, out_dir, run_id

@@ -8,10 +8,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,37 @@ def publish(tmp: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+@contextlib.contextmanager
+def staged(target: Path, replace: bool = True) -> Iterator[Path]:
+    """Write into a temporary sibling of `target`; on success rename it into place (with
+    `replace=False` an existing target wins: another run finished the same cache key first).
+    A failure or kill leaves no folder that looks complete."""
+    tmp = staging_dir(target)
+    try:
+        yield tmp
+        if replace or not target.exists():
+            publish(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def label_kwargs(labels: list[str]) -> dict[str, Any]:
+    """The label arguments of a sequence-classification head."""
+    return {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {lab: i for i, lab in enumerate(labels)},
+    }
+
+
+def length_ordered_batches(texts: list[str], batch_size: int) -> Iterator[list[int]]:
+    """Indices of `texts` in batches of similar length (less padding at inference)."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
 def _base_spec(folder: Path, manifest: dict[str, Any]) -> Any:
     from tasks.models import BaseModelSpec
 
@@ -63,13 +96,7 @@ def load_classifier(folder: str | Path) -> tuple[Any, Any, dict[str, Any]]:
 
     root = Path(folder)
     manifest = read_manifest(root)
-    labels = manifest["labels"]
     tokenizer = AutoTokenizer.from_pretrained(str(root / "tokenizer"))
-    label_kwargs = {
-        "num_labels": len(labels),
-        "id2label": dict(enumerate(labels)),
-        "label2id": {lab: i for i, lab in enumerate(labels)},
-    }
     if manifest["kind"] == "probe":
         from transformers import AutoModel
 
@@ -81,7 +108,9 @@ def load_classifier(folder: str | Path) -> tuple[Any, Any, dict[str, Any]]:
         from peft import PeftModel
 
         base = load_pretrained(
-            AutoModelForSequenceClassification, _base_spec(root, manifest), **label_kwargs
+            AutoModelForSequenceClassification,
+            _base_spec(root, manifest),
+            **label_kwargs(manifest["labels"]),
         )
         model = PeftModel.from_pretrained(base, str(root / "model"))
     else:
@@ -101,12 +130,10 @@ def predict_proba(
 
     if not texts:
         return np.zeros((0, 0))
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out: list[Any] = [None] * len(texts)
     device = next(model.parameters()).device
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in length_ordered_batches(texts, batch_size):
             batch = tokenizer(
                 [texts[i] for i in idx],
                 truncation=True,

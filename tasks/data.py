@@ -13,8 +13,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +22,7 @@ from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks import settings
+from tasks.artifacts import staged
 from tasks.errors import DataError, retry_unless_user_error
 
 Format = Literal["classification", "prompt-completion", "alpaca", "chat", "preference", "text"]
@@ -356,21 +355,6 @@ def split_eval(
     return train.reset_index(drop=True), held.reset_index(drop=True)
 
 
-def _write_atomic_dir(target: Path, write: Any) -> None:
-    """Write into a temporary sibling folder, then rename it into place."""
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.mkdir(parents=True)
-    try:
-        write(tmp)
-        if target.exists():
-            shutil.rmtree(tmp)  # another run finished the same fingerprint first
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def load(spec: DataSpec, seed: int = 42) -> DataRef:
     """Read, normalise, split and cache the data named by `spec`."""
     train_raw, issues, train_hash = read_source(spec.train)
@@ -400,15 +384,12 @@ def load(spec: DataSpec, seed: int = 42) -> DataRef:
     if spec.format == "classification" and not labels:
         labels = sorted({str(v) for v in train["label"].dropna()})
     target = settings.cache_dir("data") / fingerprint
-
-    def write(folder: Path) -> None:
-        train.to_parquet(folder / "train.parquet", index=False)
-        held.to_parquet(folder / "eval.parquet", index=False)
-        meta = {"issues": [asdict(i) for i in issues], "labels": labels}
-        (folder / "meta.json").write_text(json.dumps(meta))
-
     if not target.exists():
-        _write_atomic_dir(target, write)
+        with staged(target, replace=False) as folder:  # another run may finish it first
+            train.to_parquet(folder / "train.parquet", index=False)
+            held.to_parquet(folder / "eval.parquet", index=False)
+            meta = {"issues": [asdict(i) for i in issues], "labels": labels}
+            (folder / "meta.json").write_text(json.dumps(meta))
     return DataRef(
         fingerprint=fingerprint,
         format=spec.format,

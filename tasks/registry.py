@@ -190,56 +190,45 @@ def register(
     register the same candidate twice.
     """
     with locks.exclusive(f"register-{name}"):
-        return _register(name, run_id, train, ev, gate, lineage)
-
-
-def _register(
-    name: str,
-    run_id: str,
-    train: TrainResult,
-    ev: EvalResult,
-    gate: GateSpec,
-    lineage: dict[str, str],
-) -> RegistrationRef:
-    mlc = tracking.client()
-    key = lineage["candidate_key"]
-    existing = find_candidate(name, key)
-    if existing is not None:
-        return RegistrationRef(
-            name,
-            str(existing.version),
-            promoted=False,
-            reasons=[
-                f"same recipe, data and code as version {existing.version}; nothing registered"
-            ],
-            already_registered=True,
+        mlc = tracking.client()
+        key = lineage["candidate_key"]
+        existing = find_candidate(name, key)
+        if existing is not None:
+            return RegistrationRef(
+                name,
+                str(existing.version),
+                promoted=False,
+                reasons=[
+                    f"same recipe, data and code as version {existing.version}; nothing registered"
+                ],
+                already_registered=True,
+            )
+        champion = current_champion(name)
+        decision = decide_promotion(
+            ev.metrics,
+            version_metrics(champion) if champion is not None else None,
+            ev.base_metrics,
+            gate,
         )
-    champion = current_champion(name)
-    decision = decide_promotion(
-        ev.metrics,
-        version_metrics(champion) if champion is not None else None,
-        ev.base_metrics,
-        gate,
-    )
-    tags = {
-        **lineage,
-        **{f"metric.{k}": f"{v:.6f}" for k, v in ev.metrics.items()},
-        **{f"base_metric.{k}": f"{v:.6f}" for k, v in ev.base_metrics.items()},
-        "mlflow_run_id": run_id,
-        "method": train.method,
-        "artifact": train.artifact,
-        "trainable_share": f"{train.trainable_share:.6f}",
-        "promotion": "promoted" if decision.promote else "not promoted",
-        "promotion_reasons": "; ".join(decision.reasons)[:5000],
-    }
-    card = model_card(name, lineage, train, ev, decision, champion)
-    version = log_model_version(run_id, name, train, tags, card)
-    tracking.log_text(run_id, card, "README.md")
-    if decision.promote:
-        if champion is not None:
-            mlc.set_registered_model_alias(name, PREVIOUS, champion.version)
-        mlc.set_registered_model_alias(name, CHAMPION, version)
-    return RegistrationRef(name, version, decision.promote, decision.reasons, False, tags)
+        tags = {
+            **lineage,
+            **{f"metric.{k}": f"{v:.6f}" for k, v in ev.metrics.items()},
+            **{f"base_metric.{k}": f"{v:.6f}" for k, v in ev.base_metrics.items()},
+            "mlflow_run_id": run_id,
+            "method": train.method,
+            "artifact": train.artifact,
+            "trainable_share": f"{train.trainable_share:.6f}",
+            "promotion": "promoted" if decision.promote else "not promoted",
+            "promotion_reasons": "; ".join(decision.reasons)[:5000],
+        }
+        card = model_card(name, lineage, train, ev, decision, champion)
+        version = log_model_version(run_id, name, train, tags, card)
+        tracking.log_text(run_id, card, "README.md")
+        if decision.promote:
+            if champion is not None:
+                mlc.set_registered_model_alias(name, PREVIOUS, champion.version)
+            mlc.set_registered_model_alias(name, CHAMPION, version)
+        return RegistrationRef(name, version, decision.promote, decision.reasons, False, tags)
 
 
 @task(

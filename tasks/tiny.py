@@ -64,8 +64,7 @@ def build_tiny_encoder(out_dir: str | Path, texts: Iterable[str], seed: int = 0)
     )
     torch.manual_seed(seed)
     model = BertModel(config)
-    tmp = artifacts.staging_dir(target)
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(tmp))  # type: ignore[attr-defined]
-    artifacts.publish(tmp, target)
+    with artifacts.staged(target) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))  # type: ignore[attr-defined]
     return target

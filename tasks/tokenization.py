@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks import settings
+from tasks.artifacts import staged
 from tasks.data import DataRef
 from tasks.models import BaseModelSpec, folder_digest, load_tokenizer, resolve_model_path
 
@@ -105,8 +104,7 @@ def tokenize(data: DataRef, model: BaseModelSpec, spec: TokenizeSpec) -> Tokeniz
     label_ids = {label: i for i, label in enumerate(data.labels)}
     encode = _classification_batch(tokenizer, label_ids, spec.max_length)
     datasets.disable_progress_bars()
-    tmp = target.with_name(f".{key}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with staged(target, replace=False) as tmp:
         for split, path in (("train", data.train_path), ("eval", data.eval_path)):
             frame = datasets.Dataset.from_parquet(path, keep_in_memory=True)
             present = [i for i, t in enumerate(frame["text"]) if t is not None]
@@ -126,11 +124,6 @@ def tokenize(data: DataRef, model: BaseModelSpec, spec: TokenizeSpec) -> Tokeniz
             if split == "train":
                 stats = length_stats(np.asarray(encoded["full_length"]), spec.max_length)
         (tmp / "stats.json").write_text(json.dumps(stats))
-        if not target.exists():
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return TokenizedRef(str(target), key, stats, False)
 
 

@@ -53,20 +53,14 @@ def labelled(split: Any) -> Any:
     return split if len(keep) == len(split) else split.select(keep)
 
 
-def label_kwargs(labels: list[str]) -> dict[str, Any]:
-    return {
-        "num_labels": len(labels),
-        "id2label": dict(enumerate(labels)),
-        "label2id": {lab: i for i, lab in enumerate(labels)},
-    }
-
-
 def load_base_classifier(base: BaseModelSpec, labels: list[str], seed: int) -> Any:
     """The base encoder with a freshly initialised (seeded) classification head."""
     from transformers import AutoModelForSequenceClassification, set_seed
 
     set_seed(seed)
-    return models.load_pretrained(AutoModelForSequenceClassification, base, **label_kwargs(labels))
+    return models.load_pretrained(
+        AutoModelForSequenceClassification, base, **artifacts.label_kwargs(labels)
+    )
 
 
 def total_steps(n_train: int, spec: TrainSpec) -> int:
@@ -249,8 +243,7 @@ def save(
     history: list[dict[str, float]],
 ) -> None:
     """Write the artifact to a staging folder and move it into place only when complete."""
-    tmp = artifacts.staging_dir(target)
-    try:
+    with artifacts.staged(target) as tmp:
         model.save_pretrained(str(tmp / "model"), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         if manifest["kind"] in ("adapter", "probe") and models.is_local(base):
@@ -258,10 +251,6 @@ def save(
             shutil.copytree(models.resolve_model_path(base), tmp / "base")
         (tmp / "history.json").write_text(json.dumps(history))
         artifacts.write_manifest(tmp, manifest)
-        artifacts.publish(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def train_classifier(

@@ -93,12 +93,12 @@ def embeddings(
 ) -> np.ndarray:
     import torch
 
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    from tasks.artifacts import length_ordered_batches
+
     out = np.zeros((len(texts), module.head.in_features), dtype=np.float32)
     module.eval()
     with torch.inference_mode():
-        for start in range(0, len(order), batch):
-            idx = order[start : start + batch]
+        for idx in length_ordered_batches(texts, batch):
             enc = tokenizer(
                 [texts[i] for i in idx],
                 truncation=True,
