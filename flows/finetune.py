@@ -16,9 +16,11 @@ from tasks import settings, tracking
 from tasks.data import DataRef, load_data
 from tasks.errors import EXIT_GATE, EXIT_OK, ContractFailed, retry_unless_user_error
 from tasks.evaluation import evaluate_model
+from tasks.lm_evaluation import evaluate_lm_model
 from tasks.models import reference
 from tasks.registry import RegistrationRef, candidate_key, find_candidate, register_model
 from tasks.tokenization import tokenize_dataset
+from tasks.training.causal import train_causal_model
 from tasks.training.classifier import train_model
 from tasks.validation import validate_data
 
@@ -39,6 +41,7 @@ class FinetuneOutcome:
     contract_report: str | None = None
     artifact: str | None = None
     train: dict[str, Any] = field(default_factory=dict)
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -124,21 +127,50 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
     if not report.passed:
         tracking.end_tracking(run_id, "FAILED")
         raise ContractFailed(f"{report.summary}\nReport: {report.report_html}", report)
-    tokenized = tokenize_dataset(data, recipe.base_model, recipe.tokenize, run_id)
-    trained = train_model(
-        tokenized,
-        recipe.base_model,
-        recipe.method,
-        recipe.train,
-        data.labels,
-        recipe.tokenize.max_length,
-        out_dir,
-        run_id,
-        str(settings.checkpoint_dir(recipe.name, candidate)),
-    )
-    evaluated = evaluate_model(
-        trained.path, data, recipe.base_model, recipe.evaluate, recipe.train.seed, out_dir, run_id
-    )
+    tokenized = tokenize_dataset(data, recipe.base_model, recipe.tokenize, run_id, recipe.method)
+    checkpoints = str(settings.checkpoint_dir(recipe.name, candidate))
+    if recipe.task == "causal-lm":
+        trained = train_causal_model(
+            tokenized,
+            recipe.base_model,
+            recipe.method,
+            recipe.train,
+            data.format,
+            recipe.tokenize.max_length,
+            out_dir,
+            run_id,
+            checkpoints,
+        )
+        evaluated = evaluate_lm_model(
+            trained.path,
+            tokenized,
+            recipe.base_model,
+            recipe.evaluate,
+            recipe.train.seed,
+            out_dir,
+            run_id,
+        )
+    else:
+        trained = train_model(
+            tokenized,
+            recipe.base_model,
+            recipe.method,
+            recipe.train,
+            data.labels,
+            recipe.tokenize.max_length,
+            out_dir,
+            run_id,
+            checkpoints,
+        )
+        evaluated = evaluate_model(
+            trained.path,
+            data,
+            recipe.base_model,
+            recipe.evaluate,
+            recipe.train.seed,
+            out_dir,
+            run_id,
+        )
     if not recipe.registry.enabled:
         tracking.end_tracking(run_id)
         return FinetuneOutcome(
@@ -153,6 +185,7 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
             contract_report=report.report_html,
             artifact=trained.path,
             train=asdict(trained),
+            baselines=evaluated.baselines,
         )
     tags = lineage(recipe, data, report.summary)
     registered = register_model(recipe.name, run_id, trained, evaluated, recipe.registry.gate, tags)
@@ -170,6 +203,7 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
         report.report_html,
         trained.path,
         asdict(trained),
+        evaluated.baselines,
     )
 
 

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from data_contracts import ContractSpec
 from tasks.data import DataSpec
@@ -20,7 +27,7 @@ from tasks.evaluation import EvaluateSpec
 from tasks.models import BaseModelSpec
 from tasks.registry import RegisterSpec
 from tasks.tokenization import TokenizeSpec
-from tasks.training import Method, TrainSpec
+from tasks.training import METHODS, Method, TrainSpec
 
 
 class DeploySpec(BaseModel):
@@ -70,6 +77,26 @@ class Recipe(BaseModel):
     @classmethod
     def _contract_shorthand(cls, value: Any) -> Any:
         return {"use": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _method_fits(self) -> Recipe:
+        """The method must train this task on this data format; the gate metric defaults to
+        the method's own figure."""
+        entry = METHODS[self.method.name]
+        if self.task not in entry.tasks:
+            fitting = [name for name, spec in METHODS.items() if self.task in spec.tasks]
+            raise ValueError(
+                f"method '{self.method.name}' is for task {entry.tasks[0]}, not {self.task}; "
+                f"methods for {self.task}: {', '.join(fitting)}"
+            )
+        if self.data.format not in entry.formats:
+            raise ValueError(
+                f"method '{self.method.name}' trains on data.format "
+                f"{' | '.join(entry.formats)}, not {self.data.format}"
+            )
+        if self.registry.gate.metric is None:
+            self.registry.gate.metric = entry.default_metric
+        return self
 
     def fingerprint(self) -> str:
         """Hash of everything that changes what gets trained (not the schedule, not base_dir)."""
@@ -195,6 +222,8 @@ def format_errors(exc: ValidationError, source: str, text: str) -> str:
     messages = []
     for err in exc.errors():
         loc = tuple(err["loc"])
+        if not loc and err["type"] == "value_error":
+            loc = ("method",)  # the cross-block checks are about the method block
         owner, path = _model_at(loc)
         dotted = ".".join(path) or "(top level)"
         line = None
@@ -212,6 +241,8 @@ def format_errors(exc: ValidationError, source: str, text: str) -> str:
             msg = f"unknown method '{ctx.get('tag')}'; valid: {ctx.get('expected_tags')}"
         elif kind == "literal_error":
             msg = f"{err['msg'].lower()}, got {_short(err.get('input'))}"
+        elif kind == "value_error":
+            msg = err["msg"].removeprefix("Value error, ")
         elif kind == "missing":
             msg = "required key is missing"
         else:
@@ -229,11 +260,15 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
     """Resolve relative local paths in the data, contract and base-model blocks."""
 
     def resolve(value: Any) -> Any:
-        if not isinstance(value, str) or "://" in value or value.startswith("package:"):
+        if not isinstance(value, str) or "://" in value or value.startswith(("package:", "tiny:")):
             return value
         path = Path(value).expanduser()
         return str(path if path.is_absolute() else (base_dir / path).resolve())
 
+    method = raw.get("method")
+    reward_model = method.get("reward_model") if isinstance(method, dict) else None
+    if isinstance(reward_model, str) and not reward_model.startswith("models:/"):
+        method["reward_model"] = resolve(reward_model)
     data = raw.get("data")
     if isinstance(data, dict):
         for key in ("train", "eval"):

@@ -145,3 +145,32 @@ def predict_proba(
             for j, i in enumerate(idx):
                 out[i] = probs[j]
     return np.stack(out)
+
+
+def load_causal(folder: str | Path, merge: bool = True) -> tuple[Any, Any, dict[str, Any]]:
+    """(model in eval mode, tokenizer, manifest) for a causal-LM artifact: a language model, or
+    for a reward model the network with its scoring head. Adapters are merged into their base."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    from tasks.models import load_pretrained
+
+    root = Path(folder)
+    manifest = read_manifest(root)
+    tokenizer = AutoTokenizer.from_pretrained(str(root / "tokenizer"))
+    scorer = manifest.get("objective") == "score"
+    auto = AutoModelForSequenceClassification if scorer else AutoModelForCausalLM
+    extra = {"num_labels": 1} if scorer else {}
+    if manifest["kind"] == "adapter":
+        from peft import PeftModel
+
+        base = load_pretrained(auto, _base_spec(root, manifest), **extra)
+        model = PeftModel.from_pretrained(base, str(root / "model"))
+        if merge:
+            model = model.merge_and_unload()
+    else:
+        model = auto.from_pretrained(str(root / "model"), use_safetensors=True, **extra)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.eval()
+    return model, tokenizer, manifest

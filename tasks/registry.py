@@ -106,13 +106,14 @@ def log_model_version(
     model card in one call (a version never exists without its lineage)."""
     import mlflow
 
-    from tasks.serving import ClassifierModel
+    from tasks.artifacts import read_manifest
+    from tasks.serving import python_model_for
 
     code = str(Path(__file__).resolve().parent)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=ClassifierModel(),
+            python_model=python_model_for(read_manifest(train.path)),
             artifacts={"artifact": train.path},
             code_paths=[code],
             pip_requirements=_pip_requirements(),
@@ -167,9 +168,28 @@ Fine-tuned by tuneline with method `{train.method}` ({train.artifact}) from base
 
 Promotion: {decision.summary}
 
-Intended use: classify texts into {", ".join(f"`{x}`" for x in ev.labels)} like the curated training data.
-Load with `mlflow.pyfunc.load_model("models:/{name}@champion").predict(["some text"])`.
+{_intended_use(name, train, ev)}
 """
+
+
+def _intended_use(name: str, train: TrainResult, ev: EvalResult) -> str:
+    load = f'mlflow.pyfunc.load_model("models:/{name}@champion")'
+    if ev.labels:
+        labels = ", ".join(f"`{x}`" for x in ev.labels)
+        return (
+            f"Intended use: classify texts into {labels} like the curated training data.\n"
+            f'Load with `{load}.predict(["some text"])`.'
+        )
+    if train.method == "reward":
+        return (
+            "Intended use: score a prompt followed by an answer (higher is preferred), e.g. as "
+            f'the reward model of an rlhf recipe.\nLoad with `{load}.predict(["prompt answer"])`.'
+        )
+    return (
+        "Intended use: answer requests like the curated training data.\n"
+        f'Load with `{load}.predict(["a request"])`; `params={{"max_new_tokens": 64}}` caps '
+        "the answer."
+    )
 
 
 def _fmt(value: float | None) -> str:

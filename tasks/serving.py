@@ -30,6 +30,58 @@ class ClassifierModel(PythonModel):
         return [self.labels[i] for i in probs.argmax(axis=-1)] if len(texts) else []
 
 
+class CausalLMModel(PythonModel):
+    """Generates an answer for each input prompt. A request is rendered the way the training
+    prompts were (alpaca template, chat template, or as is); `params` may set
+    `max_new_tokens` (default 64) and `raw: true` to send prompts untouched."""
+
+    def load_context(self, context: Any) -> None:
+        from tasks.artifacts import load_causal
+
+        self.model, self.tokenizer, self.manifest = load_causal(context.artifacts["artifact"])
+
+    def predict(
+        self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
+    ) -> list[str]:
+        from tasks.inference import generate
+        from tasks.rendering import prompt_for_request
+
+        params = params or {}
+        texts = [str(t) for t in _as_texts(model_input)]
+        if not params.get("raw"):
+            texts = [prompt_for_request(self.manifest, self.tokenizer, t) for t in texts]
+        limit = int(params.get("max_new_tokens", 64))
+        return generate(
+            self.model, self.tokenizer, texts, limit, int(self.manifest["max_length"]), 16
+        )
+
+
+class RewardScorerModel(PythonModel):
+    """Scores each input text (a prompt followed by an answer); higher is preferred."""
+
+    def load_context(self, context: Any) -> None:
+        from tasks.artifacts import load_causal
+
+        self.model, self.tokenizer, self.manifest = load_causal(context.artifacts["artifact"])
+
+    def predict(
+        self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
+    ) -> list[float]:
+        from tasks.inference import reward_scores
+
+        texts = [str(t) for t in _as_texts(model_input)]
+        return reward_scores(
+            self.model, self.tokenizer, texts, int(self.manifest["max_length"]), 16
+        )
+
+
+def python_model_for(manifest: dict[str, Any]) -> PythonModel:
+    """The pyfunc wrapper an artifact registers with."""
+    if manifest.get("task") != "causal-lm":
+        return ClassifierModel()
+    return RewardScorerModel() if manifest.get("objective") == "score" else CausalLMModel()
+
+
 def _as_texts(model_input: Any) -> list[Any]:
     if hasattr(model_input, "iloc"):  # a DataFrame or Series
         if hasattr(model_input, "columns"):

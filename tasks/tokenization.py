@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasks import settings
 from tasks.artifacts import staged
 from tasks.data import DataRef
+from tasks.errors import DataError
 from tasks.models import BaseModelSpec, folder_digest, load_tokenizer, resolve_model_path
 
 
@@ -43,12 +44,14 @@ class TokenizedRef:
     from_cache: bool
 
 
-def cache_key(data: DataRef, model: BaseModelSpec, spec: TokenizeSpec) -> str:
+def cache_key(
+    data: DataRef, model: BaseModelSpec, spec: TokenizeSpec, rendering: dict[str, Any] | None = None
+) -> str:
     resolved = resolve_model_path(model)
     tokenizer_id = (
         folder_digest(resolved) if Path(resolved).is_dir() else f"{resolved}@{model.revision}"
     )
-    payload = [data.fingerprint, tokenizer_id, spec.max_length, settings.code_version()]
+    payload = [data.fingerprint, tokenizer_id, spec.max_length, settings.code_version(), rendering]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:20]
 
 
@@ -89,21 +92,41 @@ def _classification_batch(tokenizer: Any, label_ids: dict[str, int], max_length:
     return encode
 
 
-def tokenize(data: DataRef, model: BaseModelSpec, spec: TokenizeSpec) -> TokenizedRef:
+def rendering_of(method: Any) -> dict[str, Any] | None:
+    """What decides how a causal-LM method's rows are rendered (part of the cache key)."""
+    if method is None:
+        return None
+    from tasks.training import METHODS
+
+    entry = METHODS[method.name]
+    if entry.objective == "classify":
+        return None
+    return {"objective": entry.objective, "template": getattr(method, "prompt_template", None)}
+
+
+def tokenize(
+    data: DataRef, model: BaseModelSpec, spec: TokenizeSpec, method: Any = None
+) -> TokenizedRef:
     """Tokenize both splits (or reuse the cached result for the same key)."""
     import datasets
 
-    key = cache_key(data, model, spec)
+    rendering = rendering_of(method)
+    key = cache_key(data, model, spec, rendering)
     target = settings.cache_dir("tokenized") / key
     if (target / "stats.json").exists():
         stats = json.loads((target / "stats.json").read_text())
         return TokenizedRef(str(target), key, stats, True)
     tokenizer = load_tokenizer(model)
+    datasets.disable_progress_bars()
+    if rendering is not None:
+        return _tokenize_causal(data, tokenizer, spec, rendering, target, key)
     if data.format != "classification":
-        raise NotImplementedError(f"tokenization for format '{data.format}'")
+        raise DataError(
+            f"data.format {data.format}: classification methods read `{{text, label}}` rows; "
+            "use task: causal-lm with a causal method for this format"
+        )
     label_ids = {label: i for i, label in enumerate(data.labels)}
     encode = _classification_batch(tokenizer, label_ids, spec.max_length)
-    datasets.disable_progress_bars()
     with staged(target, replace=False) as tmp:
         for split, path in (("train", data.train_path), ("eval", data.eval_path)):
             frame = datasets.Dataset.from_parquet(path, keep_in_memory=True)
@@ -127,18 +150,121 @@ def tokenize(data: DataRef, model: BaseModelSpec, spec: TokenizeSpec) -> Tokeniz
     return TokenizedRef(str(target), key, stats, False)
 
 
+def _lm_batch(tokenizer: Any) -> Any:
+    """Token ids of `text` (corpus) or `prompt` + `completion` with a completion mask, each
+    sequence ending in EOS; the prompt/completion boundary is where the two tokenizations part
+    (as trl computes it), so merges across the boundary stay correct."""
+    eos = tokenizer.eos_token_id
+
+    def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        if "text" in batch:
+            ids = [x + [eos] for x in tokenizer(batch["text"], verbose=False)["input_ids"]]
+            return {"input_ids": ids, "full_length": [len(x) for x in ids]}
+        prompts = tokenizer(batch["prompt"], verbose=False)["input_ids"]
+        joined = [p + c for p, c in zip(batch["prompt"], batch["completion"], strict=True)]
+        fulls = [x + [eos] for x in tokenizer(joined, verbose=False)["input_ids"]]
+        masks = []
+        for prompt_ids, full_ids in zip(prompts, fulls, strict=True):
+            shared = 0
+            for a, b in zip(prompt_ids, full_ids, strict=False):
+                if a != b:
+                    break
+                shared += 1
+            masks.append([0] * shared + [1] * (len(full_ids) - shared))
+        return {
+            "input_ids": fulls,
+            "completion_mask": masks,
+            "full_length": [len(x) for x in fulls],
+        }
+
+    return encode
+
+
+def _drop_cut_completions(encoded: Any, max_length: int, split: str) -> tuple[Any, int]:
+    """Drop demonstrations whose completion starts beyond `max_length`: truncated, they would
+    train on nothing. None left is a user error that says what to change."""
+    keep = [i for i, mask in enumerate(encoded["completion_mask"]) if any(mask[:max_length])]
+    dropped = len(encoded) - len(keep)
+    if dropped and not keep and split == "train":
+        raise DataError(
+            f"tokenize.max_length {max_length}: every training prompt is at least that long, so "
+            "no completion token would be trained on; raise tokenize.max_length (the token_length "
+            "check of the contract report shows the lengths)"
+        )
+    return (encoded.select(keep) if dropped else encoded), dropped
+
+
+def _pair_lengths(tokenizer: Any) -> Any:
+    def measure(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        texts = [p + c for p, c in zip(batch["prompt"], batch["chosen"], strict=True)]
+        return {"full_length": [len(x) for x in tokenizer(texts, verbose=False)["input_ids"]]}
+
+    return measure
+
+
+def _tokenize_causal(
+    data: DataRef,
+    tokenizer: Any,
+    spec: TokenizeSpec,
+    rendering: dict[str, Any],
+    target: Path,
+    key: str,
+) -> TokenizedRef:
+    """Render rows for the method's objective; token ids for language modelling (trl packs
+    them), text plus length statistics for preference and RL trainers (trl tokenizes pairs)."""
+    import datasets
+    import pandas as pd
+
+    from tasks import rendering as render
+
+    template, objective_name = rendering["template"], rendering["objective"]
+    with staged(target, replace=False) as tmp:
+        for split, path in (("train", data.train_path), ("eval", data.eval_path)):
+            frame = pd.read_parquet(path)
+            if objective_name in ("preference", "score"):
+                rows = render.render_preference(frame)
+                measure = _pair_lengths(tokenizer)
+            elif objective_name == "rl":
+                rows = render.render_prompts(frame, data.format, tokenizer, template)
+                measure = _lm_batch(tokenizer)
+            else:
+                rows = render.render_lm(frame, data.format, tokenizer, template)
+                measure = _lm_batch(tokenizer)
+            table = datasets.Dataset.from_pandas(rows, preserve_index=False)
+            encoded = table.map(measure, batched=True, batch_size=1000, keep_in_memory=True)
+            dropped = 0
+            if "completion_mask" in encoded.column_names:
+                encoded, dropped = _drop_cut_completions(encoded, spec.max_length, split)
+            encoded.save_to_disk(str(tmp / split))
+            if split == "train":
+                stats = length_stats(np.asarray(encoded["full_length"]), spec.max_length)
+                stats["dropped_rows"] = dropped
+        (tmp / "stats.json").write_text(json.dumps(stats))
+    return TokenizedRef(str(target), key, stats, False)
+
+
 def load_split(ref: TokenizedRef, split: str) -> Any:
     import datasets
 
-    return datasets.load_from_disk(str(Path(ref.path) / split))
+    folder = Path(ref.path) / split
+    if not list(folder.glob("*.arrow")):
+        # datasets cannot load a saved split with no rows: rebuild it, empty, from its features
+        info = json.loads((folder / "dataset_info.json").read_text())
+        features = datasets.Features.from_dict(info["features"])
+        return datasets.Dataset.from_dict({k: [] for k in features}, features=features)
+    return datasets.load_from_disk(str(folder))
 
 
-@task(name="tokenize_dataset")
+@task(name="tokenize_dataset", log_prints=False)  # dill prints disassembly via print()
 def tokenize_dataset(
-    data: DataRef, model: BaseModelSpec, spec: TokenizeSpec, run_id: str | None = None
+    data: DataRef,
+    model: BaseModelSpec,
+    spec: TokenizeSpec,
+    run_id: str | None = None,
+    method: Any = None,
 ) -> TokenizedRef:
     """Tokenize the loaded data with the base model's tokenizer (cached by fingerprint)."""
-    ref = tokenize(data, model, spec)
+    ref = tokenize(data, model, spec, method)
     if run_id:
         from tasks import tracking
 

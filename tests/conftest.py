@@ -11,6 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DATA = REPO / "deployments" / "data" / "sentiment"
+ASSISTANT_DATA = REPO / "deployments" / "data" / "assistant"
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -49,6 +50,13 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory, example_rows: dict) -
 
     texts = [r["text"] for r in example_rows["train"] + example_rows["eval"]]
     return build_tiny_encoder(tmp_path_factory.mktemp("models") / "tiny-bert", texts)
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tasks.tiny import build_tiny_causal_lm, default_corpus
+
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("models") / "tiny-lm", default_corpus())
 
 
 @pytest.fixture()

@@ -35,6 +35,10 @@ err = Console(stderr=True)
 @app.callback()
 def _root() -> None:
     """Declarative fine-tuning recipes run as Prefect flows and registered in MLflow."""
+    import warnings
+
+    # Renames inside transformers 5 that trl still calls by the old name; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=".*is deprecated and will be removed in v6")
 
 
 out = Console()
@@ -73,17 +77,26 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(exc.exit_code) from None
 
 
-def _metrics_table(metrics: dict[str, float], base: dict[str, float]) -> Table:
+def _metrics_table(
+    metrics: dict[str, float],
+    base: dict[str, float],
+    baselines: dict[str, dict[str, float]] | None = None,
+) -> Table:
+    baselines = baselines or {}
     table = Table(title="held-out evaluation")
     table.add_column("metric")
     table.add_column("base model", justify="right")
+    for name in baselines:
+        table.add_column(name, justify="right")
     table.add_column("fine-tuned", justify="right")
     table.add_column("change", justify="right")
     for name, value in metrics.items():
         before = base.get(name)
+        others = [baselines[b].get(name) for b in baselines]
         table.add_row(
             name,
             "-" if before is None else f"{before:.4f}",
+            *["-" if v is None else f"{v:.4f}" for v in others],
             f"{value:.4f}",
             "-" if before is None else f"{value - before:+.4f}",
         )
@@ -341,7 +354,10 @@ def predict(
         str, typer.Argument(help="MLflow model URI, e.g. models:/sentiment-minilm-lora@champion.")
     ],
     texts: Annotated[
-        list[str] | None, typer.Argument(help="Texts to classify; read from stdin when absent.")
+        list[str] | None,
+        typer.Argument(
+            help="Texts to classify, requests to answer or texts to score; stdin when absent."
+        ),
     ] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print predictions as JSON.")] = False,
 ) -> None:
@@ -359,9 +375,36 @@ def predict(
         sys.stdout.write(f"{prediction}\t{text}\n")
 
 
+@app.command("tiny-model")
+def tiny_model(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the model into.")],
+    corpus: Annotated[
+        list[Path] | None,
+        typer.Option(help="Text files to train the tokenizer on (default: tuneline's own)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the weight initialisation.")] = 0,
+) -> None:
+    """Build a tiny causal LM (2 layers) and a tokenizer trained on local text, for smoke runs
+    and tests. Recipes can also name `tiny:causal-lm`, built on first use."""
+    with user_errors():
+        from tasks import tiny
+        from tasks.errors import ModelError
+
+        texts = tiny.default_corpus()
+        if corpus:
+            try:
+                texts = [p.read_text(encoding="utf-8") for p in corpus]
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ModelError(f"--corpus: cannot read ({exc})") from None
+        if out_dir.exists() and any(out_dir.iterdir()):
+            raise ModelError(f"--out {out_dir}: folder exists and is not empty; name a new one")
+        folder = tiny.build_tiny_causal_lm(out_dir, texts, seed)
+    out.print(f"Tiny causal LM written to {folder}; name it as base_model.path in a recipe.")
+
+
 def _report_outcome(outcome: Any) -> None:
     if outcome.metrics:
-        out.print(_metrics_table(outcome.metrics, outcome.base_metrics))
+        out.print(_metrics_table(outcome.metrics, outcome.base_metrics, outcome.baselines))
     if outcome.status == "unchanged":
         out.print(
             f"{outcome.model_name} version {outcome.model_version} already has this recipe, "

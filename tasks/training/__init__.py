@@ -9,13 +9,18 @@ from pydantic import Field
 
 from tasks.training import (
     adalora,
+    dpo,
     full,
     ia3,
     last_layers,
     lora,
     prefix_tuning,
+    pretrain,
     probe,
     prompt_tuning,
+    reward,
+    rlhf,
+    sft,
 )
 from tasks.training.base import BuildContext, MethodConfig, MethodSpec, TrainResult, TrainSpec
 
@@ -28,6 +33,12 @@ METHODS: dict[str, MethodSpec] = {
     "ia3": ia3.SPEC,
     "prefix_tuning": prefix_tuning.SPEC,
     "prompt_tuning": prompt_tuning.SPEC,
+    # causal language models
+    "pretrain": pretrain.SPEC,
+    "sft": sft.SPEC,
+    "dpo": dpo.SPEC,
+    "reward": reward.SPEC,
+    "rlhf": rlhf.SPEC,
 }
 
 # The recipe's `method` block: a discriminated union on `name`, so LoRA fields cannot reach DPO.
@@ -39,7 +50,12 @@ Method = Annotated[
     | adalora.AdaLoraMethod
     | ia3.IA3Method
     | prefix_tuning.PrefixTuningMethod
-    | prompt_tuning.PromptTuningMethod,
+    | prompt_tuning.PromptTuningMethod
+    | pretrain.PretrainMethod
+    | sft.SftMethod
+    | dpo.DpoMethod
+    | reward.RewardMethod
+    | rlhf.RlhfMethod,
     Field(discriminator="name"),
 ]
 

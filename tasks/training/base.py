@@ -11,6 +11,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 ArtifactKind = Literal["adapter", "weights", "probe"]
+# What the trained model does: classify (encoders), or for causal LMs model language (pretrain,
+# sft), prefer (dpo), score (reward) or act against a reward (rlhf).
+Objective = Literal["classify", "lm", "preference", "score", "rl"]
 
 
 class MethodConfig(BaseModel):
@@ -41,6 +44,9 @@ class MethodSpec:
     build: Callable[[Any, Any, BuildContext], Any]  # (model, config, ctx) -> model to train
     artifact: ArtifactKind
     tasks: tuple[str, ...] = ("classification",)
+    formats: tuple[str, ...] = ("classification",)  # data formats the method trains on
+    objective: Objective = "classify"
+    default_metric: str = "accuracy"  # the gate's metric when the recipe names none
     callbacks: Callable[[Any], list[Any]] | None = None
     fit: Callable[..., Any] | None = None
     # The learning rate `tuneline compare` uses when the recipe names another method: adapters
@@ -79,6 +85,17 @@ class TrainSpec(BaseModel):
     )
     eval_loss_rows: int = Field(
         default=256, ge=1, description="Eval rows used for the held-out loss curve."
+    )
+    gradient_accumulation_steps: int = Field(
+        default=1, ge=1, description="Batches accumulated per optimiser step."
+    )
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        default="auto",
+        description="On a GPU: `auto` picks bf16 where the GPU supports it, else fp16. Ignored "
+        "on CPU.",
+    )
+    gradient_checkpointing: bool = Field(
+        default=False, description="Recompute activations in the backward pass (less memory)."
     )
 
 
@@ -139,3 +156,52 @@ class PeakMemory:
         self._thread.join()
         if torch.cuda.is_available():
             self.peak_gpu_mb = torch.cuda.max_memory_allocated() / 2**20
+
+
+def precision_args(choice: str) -> dict[str, bool]:
+    """`TrainingArguments` precision flags: mixed precision on a GPU only."""
+    import torch
+
+    # Both flags always set: trl's configs default bf16 to True, which on CPU trains under
+    # bf16 autocast and leaves a model whose outputs differ from its saved weights.
+    flags = {"bf16": False, "fp16": False}
+    if choice == "no" or not torch.cuda.is_available():
+        return flags
+    if choice == "auto":
+        choice = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {**flags, choice: True}
+
+
+def loop_args(
+    spec: TrainSpec, output_dir: str, saving: bool, total: int, with_eval: bool
+) -> dict[str, Any]:
+    """The `TrainingArguments` every method's trainer shares, from the recipe's train block."""
+    import torch
+
+    return {
+        "output_dir": output_dir,
+        "num_train_epochs": spec.epochs,
+        "max_steps": spec.max_steps,
+        "per_device_train_batch_size": spec.batch_size,
+        "gradient_accumulation_steps": spec.gradient_accumulation_steps,
+        "learning_rate": spec.learning_rate,
+        "weight_decay": spec.weight_decay,
+        "warmup_steps": spec.warmup_ratio,  # a float below 1 is a share of the steps
+        "logging_steps": spec.logging_steps,
+        "logging_first_step": True,
+        "save_strategy": "steps" if saving else "no",
+        "save_steps": spec.save_steps or 500,
+        "save_total_limit": spec.save_total_limit,
+        "eval_strategy": "steps" if with_eval else "no",
+        "eval_steps": max(1, total // max(spec.eval_loss_points, 1)),
+        "per_device_eval_batch_size": spec.eval_batch_size,
+        "report_to": "none",
+        "seed": spec.seed,
+        "data_seed": spec.seed,
+        "disable_tqdm": True,
+        "use_cpu": not torch.cuda.is_available(),
+        "dataloader_num_workers": 0,
+        # transformers 5 renamed gradient checkpointing to activation checkpointing
+        **({"activation_checkpointing": True} if spec.gradient_checkpointing else {}),
+        **precision_args(spec.mixed_precision),
+    }

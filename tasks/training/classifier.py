@@ -17,7 +17,14 @@ from tasks import artifacts, models
 from tasks.models import BaseModelSpec
 from tasks.tokenization import TokenizedRef, load_split
 from tasks.training import METHODS
-from tasks.training.base import BuildContext, MethodConfig, PeakMemory, TrainResult, TrainSpec
+from tasks.training.base import (
+    BuildContext,
+    MethodConfig,
+    PeakMemory,
+    TrainResult,
+    TrainSpec,
+    loop_args,
+)
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
@@ -113,8 +120,8 @@ def fit(
 ) -> FitStats:
     """Train `model` in place on the tokenized train split. With `spec.save_steps` and a
     `checkpoint_dir`, checkpoints are written there and a re-run resumes from the newest one."""
-    import torch
     from transformers import Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
 
     from tasks.training import checkpoints
 
@@ -134,30 +141,16 @@ def fit(
         if len(held):
             eval_curve = held.select(range(min(len(held), spec.eval_loss_rows)))
     args = TrainingArguments(
-        output_dir=str(checkpoint_dir if saving else work / "trainer"),
-        num_train_epochs=spec.epochs,
-        max_steps=spec.max_steps,
-        per_device_train_batch_size=spec.batch_size,
-        learning_rate=spec.learning_rate,
-        weight_decay=spec.weight_decay,
-        warmup_steps=spec.warmup_ratio,
-        logging_steps=spec.logging_steps,
-        logging_first_step=True,
-        save_strategy="steps" if saving else "no",
-        save_steps=spec.save_steps or 500,
-        save_total_limit=spec.save_total_limit,
-        eval_strategy="steps" if eval_curve is not None else "no",
-        eval_steps=max(1, total // max(spec.eval_loss_points, 1)),
-        per_device_eval_batch_size=spec.eval_batch_size,
-        report_to="none",
-        seed=spec.seed,
-        data_seed=spec.seed,
+        **loop_args(
+            spec,
+            str(checkpoint_dir if saving else work / "trainer"),
+            saving,
+            total,
+            eval_curve is not None,
+        ),
         train_sampling_strategy="group_by_length" if spec.group_by_length else "random",
         length_column_name="length",
         remove_unused_columns=False,
-        disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0,
     )
     trainer = Trainer(
         model=model,
@@ -167,6 +160,7 @@ def fit(
         data_collator=collator,
         callbacks=callbacks,
     )
+    trainer.remove_callback(PrinterCallback)  # figures go to MLflow, not stdout
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - started
@@ -356,10 +350,12 @@ def log_training(run_id: str, result: TrainResult) -> None:
         },
     )
     history = json.loads((Path(result.path) / "history.json").read_text())
+    names = {"loss": "train_loss", "eval_loss": "eval_loss", "reward": "train_reward"}
     for point in history:
-        name = "eval_loss" if "eval_loss" in point else "train_loss"
-        value = point.get("eval_loss", point.get("loss"))
-        tracking.log_metrics(run_id, {name: value}, step=int(point["step"]))
+        for key, name in names.items():
+            if key in point:
+                tracking.log_metrics(run_id, {name: point[key]}, step=int(point["step"]))
+    history = [p for p in history if "loss" in p or "eval_loss" in p]
     if history:
         from tasks import plots
 

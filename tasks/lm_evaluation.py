@@ -1,0 +1,292 @@
+"""Evaluation of causal-LM methods on the held-out split, always beside the base model:
+
+- every language-modelling method: held-out loss and perplexity (completion tokens only for
+  demonstrations);
+- sft: exact match and ROUGE-L of greedy generations against the references, for the fine-tuned
+  model, the base, and the base prompted with k training examples (in-context learning, the
+  cheaper alternative fine-tuning has to beat), plus a table of sample generations;
+- dpo and reward: preference accuracy (chosen scored above rejected) and mean margin; a DPO
+  policy scores an answer by its log-probability given the prompt, a reward model by its score;
+- rlhf: mean reward of the policy's greedy answers under the recipe's reward model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from tasks import artifacts, tracking
+from tasks.evaluation import EvalResult, EvaluateSpec, before_after_markdown, samples_markdown
+from tasks.inference import generate, lm_loss, reward_scores, token_logprobs
+from tasks.models import BaseModelSpec
+from tasks.tokenization import TokenizedRef, load_split
+
+
+def _plain(tokenizer: Any, text: str) -> str:
+    """A reference as a reader sees it: template tokens (`<|im_end|>`...) removed."""
+    for token in tokenizer.all_special_tokens:
+        text = text.replace(token, "")
+    return text.strip()
+
+
+def normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().lower()).rstrip(".!?")
+
+
+def text_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Exact match (after lower-casing, whitespace and final punctuation) and ROUGE-L F1."""
+    from rouge_score import rouge_scorer
+
+    if not references:
+        return {}
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    exact = [normalise(p) == normalise(r) for p, r in zip(predictions, references, strict=True)]
+    rouge = [
+        scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references, strict=True)
+    ]
+    return {"exact_match": float(np.mean(exact)), "rougeL": float(np.mean(rouge))}
+
+
+def preference_figures(chosen: list[float], rejected: list[float]) -> dict[str, float]:
+    margins = np.asarray(chosen) - np.asarray(rejected)
+    if margins.size == 0:
+        return {}
+    return {
+        "preference_accuracy": float((margins > 0).mean()),
+        "reward_margin": float(margins.mean()),
+    }
+
+
+def completion_logprobs(
+    model: Any, tokenizer: Any, prompts: list[str], answers: list[str], max_length: int, batch: int
+) -> list[tuple[float, int]]:
+    """Log-probability of each answer given its prompt (the policy's preference score)."""
+    ids, scored = [], []
+    for prompt, answer in zip(prompts, answers, strict=True):
+        head = tokenizer(prompt, verbose=False)["input_ids"]
+        full = tokenizer(prompt + answer, verbose=False)["input_ids"] + [tokenizer.eos_token_id]
+        shared = next(
+            (k for k, (a, b) in enumerate(zip(head, full, strict=False)) if a != b), len(head)
+        )
+        ids.append(full[-max_length:])
+        scored.append(([0] * shared + [1] * (len(full) - shared))[-max_length:])
+    return token_logprobs(model, ids, scored, tokenizer.pad_token_id, batch)
+
+
+# -- per objective ---------------------------------------------------------------------------------
+
+
+def _subset(split: Any, rows: int) -> Any:
+    return split.select(range(min(len(split), rows)))
+
+
+def _icl_prompts(train: Any, prompts: list[str], shots: int, seed: int) -> list[str]:
+    """Each prompt preceded by `shots` training demonstrations (drawn once, seeded)."""
+    rng = random.Random(seed)
+    picked = rng.sample(range(len(train)), min(shots, len(train)))
+    context = "".join(f"{train[i]['prompt']}{train[i]['completion']}\n\n" for i in picked)
+    return [context + p for p in prompts]
+
+
+def _sft_figures(
+    model: Any,
+    base: Any,
+    tokenizer: Any,
+    tokenized: TokenizedRef,
+    max_length: int,
+    spec: EvaluateSpec,
+    seed: int,
+) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]], list[dict[str, Any]]]:
+    held = _subset(load_split(tokenized, "eval"), spec.generation_rows)
+    prompts = list(held["prompt"])
+    refs = [_plain(tokenizer, c) for c in held["completion"]]
+    generated = generate(
+        model, tokenizer, prompts, spec.max_new_tokens, max_length, spec.batch_size
+    )
+    metrics = text_scores(generated, refs)
+    base_metrics: dict[str, float] = {}
+    baselines: dict[str, dict[str, float]] = {}
+    base_out = icl_out = [""] * len(prompts)
+    if base is not None:
+        base_out = generate(
+            base, tokenizer, prompts, spec.max_new_tokens, max_length, spec.batch_size
+        )
+        base_metrics = text_scores(base_out, refs)
+        if spec.icl_shots:
+            shots = _icl_prompts(load_split(tokenized, "train"), prompts, spec.icl_shots, seed)
+            icl_out = generate(
+                base, tokenizer, shots, spec.max_new_tokens, max_length, spec.batch_size
+            )
+            baselines[f"base + {spec.icl_shots}-shot prompt"] = text_scores(icl_out, refs)
+    samples = [
+        {"prompt": p, "reference": r, "fine_tuned": g, "base": b, "base_in_context": c}
+        for p, r, g, b, c in zip(prompts, refs, generated, base_out, icl_out, strict=True)
+    ]
+    return metrics, base_metrics, baselines, samples
+
+
+def _pair_figures(
+    model: Any, tokenizer: Any, held: Any, objective: str, max_length: int, batch: int
+) -> dict[str, float]:
+    prompts, chosen, rejected = list(held["prompt"]), list(held["chosen"]), list(held["rejected"])
+    if objective == "score":
+        good = reward_scores(
+            model,
+            tokenizer,
+            [p + c for p, c in zip(prompts, chosen, strict=True)],
+            max_length,
+            batch,
+        )
+        bad = reward_scores(
+            model,
+            tokenizer,
+            [p + r for p, r in zip(prompts, rejected, strict=True)],
+            max_length,
+            batch,
+        )
+        return preference_figures(good, bad)
+    good = completion_logprobs(model, tokenizer, prompts, chosen, max_length, batch)
+    bad = completion_logprobs(model, tokenizer, prompts, rejected, max_length, batch)
+    figures = preference_figures([lp for lp, _ in good], [lp for lp, _ in bad])
+    tokens = sum(n for _, n in good)
+    if tokens:  # held-out loss of the chosen answers
+        loss = -sum(lp for lp, _ in good) / tokens
+        figures.update({"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0))})
+    return figures
+
+
+def _rl_figures(
+    model: Any,
+    tokenizer: Any,
+    held: Any,
+    reward_model: str,
+    method: dict[str, Any],
+    max_length: int,
+    spec: EvaluateSpec,
+) -> tuple[float, list[str]]:
+    from tasks.reward_models import load_reward_model
+
+    scorer, scorer_tokenizer = load_reward_model(reward_model)
+    prompts = list(held["prompt"])
+    answers = generate(
+        model, tokenizer, prompts, int(method["max_completion_length"]), max_length, spec.batch_size
+    )
+    scores = reward_scores(
+        scorer,
+        scorer_tokenizer,
+        [p + a for p, a in zip(prompts, answers, strict=True)],
+        max_length,
+        spec.batch_size,
+    )
+    return float(np.mean(scores)) if scores else 0.0, answers
+
+
+def evaluate_causal(
+    artifact: str,
+    tokenized: TokenizedRef,
+    base: BaseModelSpec,
+    spec: EvaluateSpec,
+    seed: int,
+    out_dir: Path,
+) -> EvalResult:
+    """Evaluate the trained causal-LM artifact and (with `compare_base`) its base model."""
+    from tasks.training.causal import load_base, load_tokenizer
+    from tasks.training.causal_config import CausalMethod
+
+    model, tokenizer, manifest = artifacts.load_causal(artifact)
+    objective = manifest["objective"]
+    max_length = int(manifest["max_length"])
+    method = manifest["method"]
+    base_model = None
+    if spec.compare_base:
+        weights = CausalMethod(name=method["name"], weights="full")  # the base, unquantized
+        base_model = load_base(base, weights, load_tokenizer(base), seed)
+        base_model.eval()
+    held_all = load_split(tokenized, "eval")
+    held = _subset(held_all, spec.generation_rows)
+    metrics: dict[str, float] = {}
+    base_metrics: dict[str, float] = {}
+    baselines: dict[str, dict[str, float]] = {}
+    samples: list[dict[str, Any]] = []
+    if objective == "lm":
+        metrics = lm_loss(model, tokenizer, held_all, max_length, spec.batch_size)
+        if base_model is not None:
+            base_metrics = lm_loss(base_model, tokenizer, held_all, max_length, spec.batch_size)
+        if "completion" in held_all.column_names:
+            m, b, baselines, samples = _sft_figures(
+                model, base_model, tokenizer, tokenized, max_length, spec, seed
+            )
+            metrics.update(m)
+            base_metrics.update(b)
+    elif objective in ("preference", "score"):
+        metrics = _pair_figures(model, tokenizer, held, objective, max_length, spec.batch_size)
+        if base_model is not None:
+            base_metrics = _pair_figures(
+                base_model, tokenizer, held, objective, max_length, spec.batch_size
+            )
+    elif objective == "rl":
+        reward_ref = method["reward_model"]
+        metrics["mean_reward"], answers = _rl_figures(
+            model, tokenizer, held, reward_ref, method, max_length, spec
+        )
+        base_answers = [""] * len(answers)
+        if base_model is not None:
+            base_metrics["mean_reward"], base_answers = _rl_figures(
+                base_model, tokenizer, held, reward_ref, method, max_length, spec
+            )
+        samples = [
+            {"prompt": p, "fine_tuned": a, "base": b}
+            for p, a, b in zip(held["prompt"], answers, base_answers, strict=True)
+        ]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = out_dir / "eval_samples.jsonl"
+    with table.open("w") as handle:
+        for row in samples:
+            handle.write(json.dumps(row) + "\n")
+    return EvalResult(
+        metrics,
+        base_metrics,
+        str(table),
+        baselines=baselines,
+        samples=samples[: spec.sample_table_rows],
+    )
+
+
+@task(name="evaluate_lm_model")
+def evaluate_lm_model(
+    artifact: str,
+    tokenized: TokenizedRef,
+    base: BaseModelSpec,
+    spec: EvaluateSpec,
+    seed: int,
+    out_dir: str,
+    run_id: str | None,
+) -> EvalResult:
+    """Evaluate the trained causal LM and the base on the held-out split; log both to MLflow."""
+    result = evaluate_causal(artifact, tokenized, base, spec, seed, Path(out_dir))
+    table = before_after_markdown(result)
+    samples = samples_markdown(result.samples)
+    if run_id:
+        tracking.log_metrics(run_id, {f"eval_{k}": v for k, v in result.metrics.items()})
+        tracking.log_metrics(run_id, {f"base_{k}": v for k, v in result.base_metrics.items()})
+        for index, figures in enumerate(result.baselines.values()):
+            prefix = "icl" if index == 0 else f"baseline{index}"
+            tracking.log_metrics(run_id, {f"{prefix}_{k}": v for k, v in figures.items()})
+        tracking.log_file(run_id, result.table_path, "eval")
+        tracking.log_text(run_id, table, "eval/before_after.md")
+        if samples:
+            tracking.log_text(run_id, samples, "eval/sample_generations.md")
+    create_markdown_artifact(key="before-after", markdown=table, description="Base vs fine-tuned")
+    if samples:
+        create_markdown_artifact(
+            key="sample-generations", markdown=samples, description="Sample generations"
+        )
+    return result

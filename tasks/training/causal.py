@@ -1,0 +1,381 @@
+"""The causal-LM training loop shared by pretrain, sft, dpo, reward and rlhf: load the base (4-bit
+when asked and able), apply the method's weights choice, run the trl trainer the objective
+names, and save the artifact (an adapter linked to its base, or full weights). Checkpoints and
+resume work as for the encoders (`tasks.training.checkpoints`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from tasks import artifacts, models
+from tasks.models import BaseModelSpec
+from tasks.tokenization import TokenizedRef, load_split
+from tasks.training import METHODS, checkpoints
+from tasks.training.base import BuildContext, PeakMemory, TrainResult, TrainSpec, loop_args
+from tasks.training.causal_config import CausalMethod, load_kwargs
+from tasks.training.classifier import FitStats, count_parameters, log_training, total_steps
+
+log = logging.getLogger(__name__)
+
+
+class TokenCounter:
+    """Wraps a trainer's collator to count real and padded tokens of training batches."""
+
+    def __init__(self, collator: Any, model: Any) -> None:
+        self.collator = collator
+        self.model = model
+        self.real_tokens = 0
+        self.total_tokens = 0
+
+    def __call__(self, features: list[dict[str, Any]]) -> Any:
+        batch = self.collator(features)
+        if self.model.training and isinstance(batch, dict):
+            masks = [v for k, v in batch.items() if k.endswith("attention_mask")]
+            if masks:
+                self.real_tokens += sum(int(m.sum()) for m in masks)
+                self.total_tokens += sum(int(m.numel()) for m in masks)
+            elif "input_ids" in batch:  # padding-free: one packed row, no padding
+                self.real_tokens += int(batch["input_ids"].numel())
+                self.total_tokens += int(batch["input_ids"].numel())
+        return batch
+
+    @property
+    def padding_share(self) -> float:
+        return 1.0 - self.real_tokens / self.total_tokens if self.total_tokens else 0.0
+
+
+def load_tokenizer(base: BaseModelSpec) -> Any:
+    """The base tokenizer with a pad token (EOS when the model has none)."""
+    tokenizer = models.load_tokenizer(base)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base(base: BaseModelSpec, method: CausalMethod, tokenizer: Any, seed: int) -> Any:
+    """The base model in the form the objective trains: a language model, or for a reward model
+    the same network with a one-output scoring head (seeded)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, set_seed
+
+    set_seed(seed)
+    if METHODS[method.name].objective == "score":
+        model = models.load_pretrained(
+            AutoModelForSequenceClassification, base, num_labels=1, **load_kwargs(method)
+        )
+    else:
+        model = models.load_pretrained(AutoModelForCausalLM, base, **load_kwargs(method))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def prepare_model(
+    base: BaseModelSpec, method: CausalMethod, tokenizer: Any, seed: int, steps: int
+) -> Any:
+    ctx = BuildContext(total_steps=steps, num_labels=1)
+    return METHODS[method.name].build(load_base(base, method, tokenizer, seed), method, ctx)
+
+
+def use_packing(model: Any, choice: bool | None) -> bool:
+    """The recipe's packing choice; by default on only with a varlen (flash) attention kernel."""
+    if choice is not None:
+        return choice
+    implementation = str(getattr(model.config, "_attn_implementation", "") or "")
+    return "flash" in implementation
+
+
+def _eval_rows(tokenized: TokenizedRef, spec: TrainSpec, total: int) -> Any:
+    if not spec.eval_loss_points or total < 2:
+        return None
+    held = load_split(tokenized, "eval")
+    return held.select(range(min(len(held), spec.eval_loss_rows))) if len(held) else None
+
+
+def _lm_columns(split: Any) -> Any:
+    keep = [c for c in ("input_ids", "completion_mask") if c in split.column_names]
+    return split.select_columns(keep)
+
+
+def make_trainer(
+    model: Any,
+    tokenizer: Any,
+    method: Any,
+    spec: TrainSpec,
+    tokenized: TokenizedRef,
+    output_dir: str,
+    saving: bool,
+    max_length: int,
+    callbacks: list[Any],
+    base: BaseModelSpec,
+) -> Any:
+    """The trl trainer for the method's objective, configured from the recipe."""
+    train = load_split(tokenized, "train")
+    total = total_steps(len(train), spec)
+    held = _eval_rows(tokenized, spec, total)
+    objective = METHODS[method.name].objective
+    shared = loop_args(spec, output_dir, saving, total, held is not None and objective != "rl")
+    if objective == "lm":
+        from trl import SFTConfig, SFTTrainer
+
+        packing = use_packing(model, method.packing)
+        if not packing and spec.group_by_length:
+            shared["train_sampling_strategy"] = "group_by_length"
+        args = SFTConfig(
+            **shared,
+            max_length=max_length,
+            packing=packing,
+            # a corpus document longer than a sequence continues in the next; a demonstration
+            # is truncated rather than split from its prompt
+            packing_strategy="bfd_split" if method.name == "pretrain" else "bfd",
+            completion_only_loss=bool(getattr(method, "completion_only_loss", False)),
+        )
+        return SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=_lm_columns(train),
+            eval_dataset=_lm_columns(held) if held is not None else None,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+    pairs = ["prompt", "chosen", "rejected"]
+    if objective == "preference":
+        from trl import DPOConfig, DPOTrainer
+
+        args = DPOConfig(
+            **shared, max_length=max_length, beta=method.beta, loss_type=[method.loss_type]
+        )
+        reference = None
+        if method.weights == "full":  # a frozen copy of the base; an adapter just switches off
+            reference = load_base(base, method, tokenizer, spec.seed)
+        return DPOTrainer(
+            model=model,
+            ref_model=reference,
+            args=args,
+            train_dataset=train.select_columns(pairs),
+            eval_dataset=held.select_columns(pairs) if held is not None else None,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+    if objective == "score":
+        from trl import RewardConfig, RewardTrainer
+
+        args = RewardConfig(
+            **shared,
+            max_length=max_length,
+            center_rewards_coefficient=method.center_rewards_coefficient,
+        )
+        return RewardTrainer(
+            model=model,
+            args=args,
+            train_dataset=train.select_columns(pairs),
+            eval_dataset=held.select_columns(pairs) if held is not None else None,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+    return _rl_trainer(model, tokenizer, method, spec, train, shared, callbacks)
+
+
+def _rl_trainer(
+    model: Any,
+    tokenizer: Any,
+    method: Any,
+    spec: TrainSpec,
+    train: Any,
+    shared: dict[str, Any],
+    callbacks: list[Any],
+) -> Any:
+    from tasks.reward_models import load_reward_model
+
+    scorer, scorer_tokenizer = load_reward_model(method.reward_model)
+    groups = max(1, spec.batch_size // method.num_generations)
+    settings = {
+        **shared,
+        # every batch holds whole groups of completions of the same prompts
+        "per_device_train_batch_size": groups * method.num_generations,
+        "num_generations": method.num_generations,
+        "max_completion_length": method.max_completion_length,
+        "beta": method.beta,
+        "temperature": method.temperature,
+    }
+    if method.algorithm == "grpo":
+        from trl import GRPOConfig as Config
+        from trl import GRPOTrainer as Trainer
+    else:
+        from trl import RLOOConfig as Config
+        from trl import RLOOTrainer as Trainer
+    return Trainer(
+        model=model,
+        reward_funcs=[scorer],
+        args=Config(**settings),
+        train_dataset=train.select_columns(["prompt"]),
+        processing_class=tokenizer,
+        reward_processing_classes=[scorer_tokenizer],
+        callbacks=callbacks,
+    )
+
+
+def fit(
+    model: Any,
+    tokenizer: Any,
+    tokenized: TokenizedRef,
+    method: Any,
+    spec: TrainSpec,
+    work: Path,
+    max_length: int,
+    base: BaseModelSpec,
+    checkpoint_dir: Path | None = None,
+) -> FitStats:
+    from transformers.trainer_callback import PrinterCallback
+
+    saving = bool(spec.save_steps and checkpoint_dir is not None)
+    resume = checkpoints.latest_complete(checkpoint_dir) if saving and checkpoint_dir else None
+    resumed_from = checkpoints.marker_step(resume) if resume else 0
+    callbacks = checkpoints.callbacks(model, resume) if saving else []
+    output_dir = str(checkpoint_dir if saving else work / "trainer")
+    trainer = make_trainer(
+        model, tokenizer, method, spec, tokenized, output_dir, saving, max_length, callbacks, base
+    )
+    trainer.remove_callback(PrinterCallback)  # figures go to MLflow, not stdout
+    counter = TokenCounter(trainer.data_collator, trainer.model)
+    trainer.data_collator = counter
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = time.perf_counter() - started
+    logged = trainer.state.log_history
+    history = [{"step": float(h["step"]), "loss": float(h["loss"])} for h in logged if "loss" in h]
+    history += [
+        {"step": float(h["step"]), "eval_loss": float(h["eval_loss"])}
+        for h in logged
+        if "eval_loss" in h
+    ]
+    history += [
+        {"step": float(h["step"]), "reward": float(h["reward"])} for h in logged if "reward" in h
+    ]
+    return FitStats(
+        train_loss=float(output.training_loss),
+        steps=int(output.global_step),
+        seconds=seconds,
+        samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
+        padding_share=counter.padding_share,
+        tokens_per_second=counter.real_tokens / seconds if seconds else 0.0,
+        history=history,
+        resumed_from=resumed_from,
+    )
+
+
+def prompt_style(data_format: str) -> str:
+    return {"alpaca": "alpaca", "chat": "chat"}.get(data_format, "raw")
+
+
+def save(
+    model: Any,
+    tokenizer: Any,
+    target: Path,
+    manifest: dict[str, Any],
+    base: BaseModelSpec,
+    history: list[dict[str, float]],
+) -> None:
+    """Write the artifact to a staging folder and move it into place only when complete."""
+    with artifacts.staged(target) as tmp:
+        model.save_pretrained(str(tmp / "model"), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        if manifest["kind"] == "adapter" and models.is_local(base):
+            shutil.copytree(models.resolve_model_path(base), tmp / "base")
+        (tmp / "history.json").write_text(json.dumps(history))
+        artifacts.write_manifest(tmp, manifest)
+
+
+def train_causal(
+    tokenized: TokenizedRef,
+    base: BaseModelSpec,
+    method: Any,
+    spec: TrainSpec,
+    data_format: str,
+    max_length: int,
+    out_dir: Path,
+    checkpoint_dir: Path | None = None,
+) -> TrainResult:
+    """Build the method on the base model, train it and save the artifact under `out_dir`."""
+    entry = METHODS[method.name]
+    tokenizer = load_tokenizer(base)
+    steps = total_steps(int(tokenized.stats.get("count", 0)), spec)
+    model = prepare_model(base, method, tokenizer, spec.seed, steps)
+    if spec.gradient_checkpointing and method.weights == "lora":
+        model.enable_input_require_grads()  # activations must carry grads into the adapter
+    trainable, total = count_parameters(model)
+    with PeakMemory() as memory:
+        stats = fit(
+            model, tokenizer, tokenized, method, spec, out_dir, max_length, base, checkpoint_dir
+        )
+    kind = "adapter" if method.weights == "lora" else "weights"
+    manifest = {
+        "task": "causal-lm",
+        "kind": kind,
+        "objective": entry.objective,
+        "method": method.model_dump(),
+        "max_length": max_length,
+        "prompt_style": prompt_style(data_format),
+        "prompt_template": getattr(method, "prompt_template", None),
+        "labels": [],
+        "base": {**models.reference(base), "trust_remote_code": base.trust_remote_code},
+    }
+    target = out_dir / "artifact"
+    if kind == "weights" and hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    save(model, tokenizer, target, manifest, base, stats.history)
+    shutil.rmtree(out_dir / "trainer", ignore_errors=True)
+    if checkpoint_dir is not None:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return TrainResult(
+        path=str(target),
+        method=method.name,
+        artifact=kind,
+        trainable_params=trainable,
+        total_params=total,
+        train_loss=stats.train_loss,
+        steps=stats.steps,
+        train_seconds=stats.seconds,
+        train_samples_per_second=stats.samples_per_second,
+        padding_share=stats.padding_share,
+        tokens_per_second=stats.tokens_per_second,
+        extra={
+            "peak_rss_mb": memory.peak_rss_mb,
+            "peak_gpu_mb": memory.peak_gpu_mb,
+            "resumed_from_step": float(stats.resumed_from),
+            "quantized_4bit": float(bool(getattr(model, "is_loaded_in_4bit", False))),
+        },
+    )
+
+
+@task(name="train_causal_model", log_prints=False)  # dill prints disassembly via print()
+def train_causal_model(
+    tokenized: TokenizedRef,
+    base: BaseModelSpec,
+    method: Any,
+    spec: TrainSpec,
+    data_format: str,
+    max_length: int,
+    out_dir: str,
+    run_id: str | None = None,
+    checkpoint_dir: str | None = None,
+) -> TrainResult:
+    """Train the recipe's causal-LM method (never cached, never blindly retried); log figures."""
+    result = train_causal(
+        tokenized,
+        base,
+        method,
+        spec,
+        data_format,
+        max_length,
+        Path(out_dir),
+        Path(checkpoint_dir) if checkpoint_dir else None,
+    )
+    if run_id:
+        log_training(run_id, result)
+    return result

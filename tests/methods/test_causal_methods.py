@@ -1,0 +1,145 @@
+"""Every causal-LM method in the registry, trained a few steps on a tiny causal LM built
+locally: finite loss, only trainable parameters change, and the saved artifact loads back and
+generates (or scores) exactly as the trained model does."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from tasks import artifacts
+from tasks.data import DataSpec, load
+from tasks.inference import generate, reward_scores
+from tasks.models import BaseModelSpec
+from tasks.tokenization import TokenizeSpec, tokenize
+from tasks.training import METHODS
+from tasks.training.base import TrainSpec
+from tasks.training.causal import (
+    count_parameters,
+    fit,
+    load_tokenizer,
+    prepare_model,
+    save,
+    train_causal,
+)
+from tests.conftest import ASSISTANT_DATA
+
+CAUSAL = sorted(n for n, spec in METHODS.items() if "causal-lm" in spec.tasks)
+
+# (data files, format, method settings) per method; each data format appears at least once.
+CASES: dict[str, tuple[str, str, dict]] = {
+    "pretrain": ("corpus", "text", {"weights": "full"}),
+    "sft": ("alpaca", "alpaca", {"r": 4, "lora_alpha": 8}),
+    "dpo": ("hh", "preference", {"r": 4, "lora_alpha": 8}),
+    "reward": ("preference", "preference", {"weights": "full"}),
+    "rlhf": ("prompt_completion", "prompt-completion", {"num_generations": 2}),
+}
+FIELDS = {"hh": {"chosen": "conversation_a", "rejected": "conversation_b"}}
+
+
+def test_matrix_covers_every_causal_method() -> None:
+    assert set(CASES) == set(CAUSAL)
+
+
+def data_spec(kind: str, fmt: str) -> DataSpec:
+    if kind == "corpus":
+        return DataSpec(
+            train=str(ASSISTANT_DATA / "corpus"),
+            eval=str(ASSISTANT_DATA / "eval.corpus.txt"),
+            format="text",
+        )
+    return DataSpec(
+        train=str(ASSISTANT_DATA / f"train.{kind}.jsonl"),
+        eval=str(ASSISTANT_DATA / f"eval.{kind}.jsonl"),
+        format=fmt,
+        fields=FIELDS.get(kind, {}),
+    )
+
+
+SPEC = TrainSpec(max_steps=3, batch_size=4, learning_rate=1e-2, warmup_ratio=0.0)
+
+
+@pytest.fixture(scope="module")
+def reward_artifact(tiny_causal_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A reward model trained two steps, for the rlhf case to score with."""
+    base = BaseModelSpec(path=str(tiny_causal_lm))
+    method = METHODS["reward"].config(weights="full")
+    data = load(data_spec("preference", "preference"))
+    tok = tokenize(data, base, TokenizeSpec(max_length=96), method)
+    out = tmp_path_factory.mktemp("reward")
+    spec = TrainSpec(max_steps=2, batch_size=4, eval_loss_points=0)
+    return Path(train_causal(tok, base, method, spec, data.format, 96, out).path)
+
+
+@pytest.mark.parametrize("name", CAUSAL)
+def test_causal_method_trains_and_loads_back(
+    name: str, tiny_causal_lm: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    kind, fmt, settings = CASES[name]
+    if name == "rlhf":
+        settings = {**settings, "reward_model": str(request.getfixturevalue("reward_artifact"))}
+    base = BaseModelSpec(path=str(tiny_causal_lm))
+    method = METHODS[name].config(**settings)
+    data = load(data_spec(kind, fmt))
+    tok = tokenize(data, base, TokenizeSpec(max_length=96), method)
+    tokenizer = load_tokenizer(base)
+    model = prepare_model(base, method, tokenizer, seed=0, steps=3)
+    trainable, total = count_parameters(model)
+    assert 0 < trainable <= total
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    stats = fit(model, tokenizer, tok, method, SPEC, tmp_path, 96, base)
+
+    assert stats.steps == 3
+    assert math.isfinite(stats.train_loss)
+    # (DPO adds a frozen "ref" copy of the adapter while training: only the original ones count)
+    now = dict(model.named_parameters())
+    changed = {n for n in before if not torch.equal(before[n], now[n].detach())}
+    trainable_names = {n for n in before if now[n].requires_grad}
+    assert changed, "no parameter changed"
+    assert changed <= trainable_names, f"frozen parameters changed: {changed - trainable_names}"
+
+    objective = METHODS[name].objective
+    manifest = {
+        "task": "causal-lm",
+        "kind": "adapter" if method.weights == "lora" else "weights",
+        "objective": objective,
+        "method": method.model_dump(),
+        "max_length": 96,
+        "base": {"path": str(base.path), "kind": "local"},
+    }
+    target = tmp_path / "artifact"
+    save(model, tokenizer, target, manifest, base, stats.history)
+    loaded, loaded_tok, _ = artifacts.load_causal(target)
+    model.eval()
+    texts = ["Give the opposite of this word.\nhot\n", "Tell me about the river in Ashford.\n"]
+    if objective == "score":
+        expected = reward_scores(model, tokenizer, texts, 96, 2)
+        got = reward_scores(loaded, loaded_tok, texts, 96, 2)
+        assert got == pytest.approx(expected, abs=1e-4)
+    else:
+        ids = tokenizer(texts[0], return_tensors="pt")
+        with torch.inference_mode():
+            expected_logits = model(**ids).logits
+            got_logits = loaded(**ids).logits
+        assert torch.allclose(expected_logits, got_logits, atol=1e-4)
+        answers = generate(loaded, loaded_tok, texts, 5, 96, 2)
+        assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+def test_train_causal_reports_its_figures(tiny_causal_lm: Path, tmp_path: Path) -> None:
+    base = BaseModelSpec(path=str(tiny_causal_lm))
+    method = METHODS["sft"].config(weights="lora", r=4, packing=False)
+    data = load(data_spec("chat", "chat"))
+    tok = tokenize(data, base, TokenizeSpec(max_length=96), method)
+    result = train_causal(tok, base, method, SPEC, data.format, 96, tmp_path)
+    assert result.steps == 3 and result.artifact == "adapter"
+    assert 0 < result.trainable_share < 1
+    assert 0 <= result.padding_share < 1 and result.tokens_per_second > 0
+    manifest = artifacts.read_manifest(result.path)
+    assert manifest["prompt_style"] == "chat" and manifest["objective"] == "lm"
+    assert (Path(result.path) / "base" / "config.json").is_file(), "a local base travels along"
+    assert not list(tmp_path.glob(".*partial")), "staging folder left behind"
