@@ -164,7 +164,7 @@ def load_causal(folder: str | Path, merge: bool = True) -> tuple[Any, Any, dict[
         from peft import PeftModel
 
         base = load_pretrained(auto, _base_spec(root, manifest), **extra)
-        model = PeftModel.from_pretrained(base, str(root / "model"))
+        model: Any = PeftModel.from_pretrained(base, str(root / "model"))
         if merge:
             model = model.merge_and_unload()
     else:

@@ -153,12 +153,12 @@ def _pair_figures(
             batch,
         )
         return preference_figures(good, bad)
-    good = completion_logprobs(model, tokenizer, prompts, chosen, max_length, batch)
-    bad = completion_logprobs(model, tokenizer, prompts, rejected, max_length, batch)
-    figures = preference_figures([lp for lp, _ in good], [lp for lp, _ in bad])
-    tokens = sum(n for _, n in good)
+    chosen_lp = completion_logprobs(model, tokenizer, prompts, chosen, max_length, batch)
+    rejected_lp = completion_logprobs(model, tokenizer, prompts, rejected, max_length, batch)
+    figures = preference_figures([lp for lp, _ in chosen_lp], [lp for lp, _ in rejected_lp])
+    tokens = sum(n for _, n in chosen_lp)
     if tokens:  # held-out loss of the chosen answers
-        loss = -sum(lp for lp, _ in good) / tokens
+        loss = -sum(lp for lp, _ in chosen_lp) / tokens
         figures.update({"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0))})
     return figures
 

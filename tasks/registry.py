@@ -110,10 +110,20 @@ def log_model_version(
     from tasks.serving import python_model_for
 
     code = str(Path(__file__).resolve().parent)
+    manifest = read_manifest(train.path)
+    signature = None
+    if manifest.get("task") == "causal-lm" and manifest.get("objective") != "score":
+        from mlflow.models import infer_signature
+
+        # declared so `predict(..., params={"max_new_tokens": 16})` reaches the model
+        signature = infer_signature(
+            ["a request"], ["an answer"], params={"max_new_tokens": 64, "raw": False}
+        )
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=python_model_for(read_manifest(train.path)),
+            signature=signature,
+            python_model=python_model_for(manifest),
             artifacts={"artifact": train.path},
             code_paths=[code],
             pip_requirements=_pip_requirements(),

@@ -126,7 +126,7 @@ def make_trainer(
         packing = use_packing(model, method.packing)
         if not packing and spec.group_by_length:
             shared["train_sampling_strategy"] = "group_by_length"
-        args = SFTConfig(
+        args: Any = SFTConfig(
             **shared,
             max_length=max_length,
             packing=packing,
@@ -203,12 +203,12 @@ def _rl_trainer(
         "beta": method.beta,
         "temperature": method.temperature,
     }
-    if method.algorithm == "grpo":
-        from trl import GRPOConfig as Config
-        from trl import GRPOTrainer as Trainer
-    else:
-        from trl import RLOOConfig as Config
-        from trl import RLOOTrainer as Trainer
+    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+
+    pair: tuple[Any, Any] = (GRPOConfig, GRPOTrainer)
+    if method.algorithm == "rloo":
+        pair = (RLOOConfig, RLOOTrainer)
+    Config, Trainer = pair
     return Trainer(
         model=model,
         reward_funcs=[scorer],

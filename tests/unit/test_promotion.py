@@ -41,3 +41,18 @@ def test_guard_metric_must_not_regress() -> None:
 def test_unmeasured_metric_is_not_promoted() -> None:
     d = decide_promotion({"f1": 0.9}, None, None, GateSpec(metric="accuracy"))
     assert not d.promote and "not measured" in d.reasons[0]
+
+
+def test_lower_is_better_metrics_beat_by_being_lower() -> None:
+    gate = GateSpec(metric="perplexity", min=50.0)
+    passed = decide_promotion(
+        {"perplexity": 9.0}, {"perplexity": 12.0}, {"perplexity": 700.0}, gate
+    )
+    assert passed.promote, passed.reasons
+    assert any("<= maximum" in r for r in passed.reasons)
+    worse = decide_promotion(
+        {"perplexity": 14.0}, {"perplexity": 12.0}, {"perplexity": 700.0}, gate
+    )
+    assert not worse.promote
+    too_high = decide_promotion({"perplexity": 60.0}, None, {"perplexity": 700.0}, gate)
+    assert not too_high.promote and any("> maximum" in r for r in too_high.reasons)

@@ -122,3 +122,35 @@ def test_typo_under_register_gate() -> None:
         parse_recipe(GOOD + "register:\n  gate: {metrc: f1}\n", "d.yaml")
     assert "d.yaml:11: register.gate.metrc: unknown key" in str(err.value)
     assert "beat_champion_by" in str(err.value)
+
+
+def test_causal_recipes_check_method_against_task_and_format() -> None:
+    base = "name: x\nbase_model: {path: tiny:causal-lm}\n"
+    with pytest.raises(
+        RecipeError, match=r"<recipe>:5: method: method 'lora' is for task classification"
+    ):
+        parse_recipe(
+            base + "task: causal-lm\ndata: {train: a, format: alpaca}\nmethod: {name: lora}\n"
+        )
+    with pytest.raises(
+        RecipeError, match="trains on data.format prompt-completion | alpaca | chat"
+    ):
+        parse_recipe(
+            base + "task: causal-lm\ndata: {train: a, format: preference}\nmethod: {name: sft}\n"
+        )
+    sft = parse_recipe(
+        base + "task: causal-lm\ndata: {train: a, format: chat}\nmethod: {name: sft}\n"
+    )
+    assert sft.registry.gate.metric == "perplexity"
+    assert sft.base_model.path == "tiny:causal-lm"
+
+
+def test_every_shipped_causal_recipe_parses() -> None:
+    from pathlib import Path
+
+    from flows.recipe import load_recipe
+
+    shipped = sorted((Path(__file__).resolve().parents[2] / "deployments").glob("assistant-*.yaml"))
+    assert len(shipped) >= 5
+    methods = {load_recipe(p).method.name for p in shipped}
+    assert methods == {"pretrain", "sft", "dpo", "reward", "rlhf"}
