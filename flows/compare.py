@@ -1,5 +1,6 @@
-"""The `compare` flow: several methods on the same data, contract and tokenization (done once),
-one training per method, and a table of accuracy, macro-F1, trainable share, time and memory."""
+"""The `compare` flow: several methods on the same data, contract and tokenization (done once per
+rendering), one training per method, and a table of the eval metrics, trainable share, time and
+memory. Methods compared must all train the recipe's task and data format."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from tasks import settings, tracking
 from tasks.data import load_data
 from tasks.errors import ContractFailed, RecipeError
 from tasks.evaluation import evaluate_model
+from tasks.lm_evaluation import evaluate_lm_model
 from tasks.tokenization import tokenize_dataset
 from tasks.training import METHODS, MethodConfig
+from tasks.training.causal import train_causal_model
 from tasks.training.classifier import train_model
 from tasks.validation import validate_data
 
@@ -43,13 +46,39 @@ class Comparison:
         return json.dumps([asdict(r) for r in self.rows])
 
 
+def fitting_methods(recipe: Recipe, runnable: bool = True) -> list[str]:
+    """The methods that can train the recipe's task on its data format (with `runnable`, only
+    those that also run on default settings, or are the recipe's own)."""
+    return [
+        name
+        for name, spec in METHODS.items()
+        if recipe.task in spec.tasks
+        and recipe.data.format in spec.formats
+        and (not runnable or name == recipe.method.name or not _needs_settings(name))
+    ]
+
+
+def _needs_settings(name: str) -> bool:
+    return any(f.is_required() for f in METHODS[name].config.model_fields.values())
+
+
 def method_settings(recipe: Recipe, name: str) -> tuple[MethodConfig, float]:
     """The recipe's own block and learning rate for its method; defaults for the others."""
-    if name not in METHODS:
-        raise RecipeError(f"--methods: unknown method '{name}'; valid: {', '.join(METHODS)}")
+    fitting = fitting_methods(recipe, runnable=False)
+    if name not in fitting:
+        raise RecipeError(
+            f"--methods: '{name}' cannot train this recipe's {recipe.task} data "
+            f"(format {recipe.data.format}); methods that can: {', '.join(fitting)}"
+        )
     if recipe.method.name == name:
         return recipe.method, recipe.train.learning_rate
     spec = METHODS[name]
+    if _needs_settings(name):
+        required = [k for k, f in spec.config.model_fields.items() if f.is_required()]
+        raise RecipeError(
+            f"--methods: '{name}' needs settings with no default ({', '.join(required)}); "
+            f"compare it from a recipe whose method block is '{name}'"
+        )
     return spec.config(), spec.default_learning_rate
 
 
@@ -102,7 +131,10 @@ def compare(recipe: Recipe, methods: list[str]) -> Comparison:
     if not report.passed:
         tracking.end_tracking(parent, "FAILED")
         raise ContractFailed(f"{report.summary}\nReport: {report.report_html}", report)
-    tokenized = tokenize_dataset(data, recipe.base_model, recipe.tokenize, parent)
+    causal = recipe.task == "causal-lm"
+    tokenized = tokenize_dataset(
+        data, recipe.base_model, recipe.tokenize, parent, recipe.method if causal else None
+    )
     rows: list[ComparisonRow] = []
     base_metrics: dict[str, float] = {}
     for i, name in enumerate(methods):
@@ -116,26 +148,49 @@ def compare(recipe: Recipe, methods: list[str]) -> Comparison:
             parent,
             name,
         )
-        trained = train_model(
-            tokenized,
-            recipe.base_model,
-            method,
-            train_spec,
-            data.labels,
-            recipe.tokenize.max_length,
-            str(out_dir / name),
-            child,
-        )
         evaluate = recipe.evaluate.model_copy(update={"compare_base": i == 0})
-        evaluated = evaluate_model(
-            trained.path,
-            data,
-            recipe.base_model,
-            evaluate,
-            recipe.train.seed,
-            str(out_dir / name),
-            child,
-        )
+        if causal:
+            # rendering depends on the method (cached per rendering, so shared ones tokenize once)
+            tokenized = tokenize_dataset(data, recipe.base_model, recipe.tokenize, None, method)
+            trained = train_causal_model(
+                tokenized,
+                recipe.base_model,
+                method,
+                train_spec,
+                data.format,
+                recipe.tokenize.max_length,
+                str(out_dir / name),
+                child,
+            )
+            evaluated = evaluate_lm_model(
+                trained.path,
+                tokenized,
+                recipe.base_model,
+                evaluate,
+                recipe.train.seed,
+                str(out_dir / name),
+                child,
+            )
+        else:
+            trained = train_model(
+                tokenized,
+                recipe.base_model,
+                method,
+                train_spec,
+                data.labels,
+                recipe.tokenize.max_length,
+                str(out_dir / name),
+                child,
+            )
+            evaluated = evaluate_model(
+                trained.path,
+                data,
+                recipe.base_model,
+                evaluate,
+                recipe.train.seed,
+                str(out_dir / name),
+                child,
+            )
         base_metrics = base_metrics or evaluated.base_metrics
         tracking.end_tracking(child)
         rows.append(

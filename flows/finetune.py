@@ -18,7 +18,13 @@ from tasks.errors import EXIT_GATE, EXIT_OK, ContractFailed, retry_unless_user_e
 from tasks.evaluation import evaluate_model
 from tasks.lm_evaluation import evaluate_lm_model
 from tasks.models import reference
-from tasks.registry import RegistrationRef, candidate_key, find_candidate, register_model
+from tasks.registry import (
+    RegistrationRef,
+    candidate_key,
+    find_candidate,
+    register_model,
+    stage_registration,
+)
 from tasks.tokenization import tokenize_dataset
 from tasks.training.causal import train_causal_model
 from tasks.training.classifier import train_model
@@ -188,7 +194,9 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
             baselines=evaluated.baselines,
         )
     tags = lineage(recipe, data, report.summary)
-    registered = register_model(recipe.name, run_id, trained, evaluated, recipe.registry.gate, tags)
+    gate = recipe.registry.gate
+    pending = stage_registration(out_dir, recipe.name, run_id, trained, evaluated, gate, tags)
+    registered = register_model(recipe.name, run_id, trained, evaluated, gate, tags, pending)
     tracking.end_tracking(run_id)
     return FinetuneOutcome(
         registration_status(registered),

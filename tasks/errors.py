@@ -53,6 +53,13 @@ class RegistryError(TunelineError):
     """MLflow could not be reached or refused an operation."""
 
 
+class RegistryUnavailable(RegistryError):
+    """MLflow did not answer: worth waiting and retrying, then a clear failure."""
+
+    retryable = True
+
+
 def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect `retry_condition_fn`: retry I/O failures, never a user mistake."""
-    return not isinstance(getattr(state, "data", None), TunelineError)
+    data = getattr(state, "data", None)
+    return not isinstance(data, TunelineError) or getattr(data, "retryable", False)

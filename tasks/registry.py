@@ -17,8 +17,13 @@ from typing import Any
 from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks import locks, tracking
-from tasks.errors import RegistryError, retry_unless_user_error
+from tasks import locks, settings, tracking
+from tasks.errors import (
+    RegistryError,
+    RegistryUnavailable,
+    TunelineError,
+    retry_unless_user_error,
+)
 from tasks.evaluation import EvalResult
 from tasks.promotion import Decision, GateSpec, decide_promotion
 from tasks.training.base import TrainResult
@@ -224,6 +229,9 @@ def register(
         key = lineage["candidate_key"]
         existing = find_candidate(name, key)
         if existing is not None:
+            finished = _finish_promotion(name, existing)
+            if finished is not None:
+                return finished
             return RegistrationRef(
                 name,
                 str(existing.version),
@@ -261,10 +269,36 @@ def register(
         return RegistrationRef(name, version, decision.promote, decision.reasons, False, tags)
 
 
+def _finish_promotion(name: str, existing: Any) -> RegistrationRef | None:
+    """A registration that stopped between creating its version and moving `champion` (MLflow
+    went away): the gate said promote, and no newer version holds `champion`, so finish it."""
+    tags = existing.tags or {}
+    if tags.get("promotion") != "promoted":
+        return None
+    champion = current_champion(name)
+    if champion is not None and int(champion.version) >= int(existing.version):
+        return None
+    mlc = tracking.client()
+    if champion is not None:
+        mlc.set_registered_model_alias(name, PREVIOUS, champion.version)
+    mlc.set_registered_model_alias(name, CHAMPION, existing.version)
+    reasons = [r for r in tags.get("promotion_reasons", "").split("; ") if r]
+    return RegistrationRef(name, str(existing.version), True, reasons, False, dict(tags))
+
+
+def reachable() -> bool:
+    """Whether the MLflow tracking server answers at all."""
+    try:
+        tracking.client().search_experiments(max_results=1)
+    except Exception:
+        return False
+    return True
+
+
 @task(
     name="register_model",
-    retries=2,
-    retry_delay_seconds=[5, 20],
+    retries=len(settings.registry_retry_delays()),
+    retry_delay_seconds=settings.registry_retry_delays(),
     retry_condition_fn=retry_unless_user_error,
 )
 def register_model(
@@ -274,12 +308,127 @@ def register_model(
     ev: EvalResult,
     gate: GateSpec,
     lineage: dict[str, str],
+    pending: str | None = None,
 ) -> RegistrationRef:
-    """Register the trained model with its lineage and apply the promotion gate."""
-    return register(name, run_id, train, ev, gate, lineage)
+    """Register the trained model with its lineage and apply the promotion gate. When MLflow
+    does not answer, wait and retry; the last failure says how to register the kept artifacts."""
+    try:
+        registered = register(name, run_id, train, ev, gate, lineage)
+    except TunelineError:
+        raise
+    except Exception as exc:
+        if reachable():
+            raise  # MLflow answers: not an outage, keep the real error
+        later = f"`tuneline register {pending}`" if pending else "`tuneline register RUN_FOLDER`"
+        raise RegistryUnavailable(
+            f"MLflow at {settings.tracking_uri()} does not answer ({_first_line(exc)}); "
+            f"'{name}' was trained and evaluated but not registered. Nothing was lost: once MLflow "
+            f"answers again, run {later}"
+        ) from None
+    if pending:
+        mark_registered(pending, registered)
+    return registered
 
 
-__all__ = ["RegisterSpec", "RegistrationRef", "candidate_key", "register", "register_model"]
+# -- registering later: what a run that could not reach MLflow keeps ---------------------------
+
+PENDING = "registration.json"
+
+
+def save_pending(
+    folder: str,
+    name: str,
+    run_id: str,
+    train: TrainResult,
+    ev: EvalResult,
+    gate: GateSpec,
+    lineage: dict[str, str],
+) -> str:
+    """Write everything registration needs beside the trained artifact (atomically), so a
+    registration MLflow refused can be done later with `tuneline register FOLDER`."""
+    from dataclasses import asdict
+
+    target = Path(folder) / PENDING
+    target.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "name": name,
+        "run_id": run_id,
+        "train": asdict(train),
+        "eval": asdict(ev),
+        "gate": gate.model_dump(),
+        "lineage": lineage,
+        "registered_version": None,
+    }
+    tmp = target.with_name(f".{PENDING}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=str))
+    tmp.replace(target)
+    return str(Path(folder))
+
+
+def mark_registered(folder: str, registered: RegistrationRef) -> None:
+    target = Path(folder) / PENDING
+    if target.is_file():
+        payload = json.loads(target.read_text())
+        payload["registered_version"] = registered.version
+        tmp = target.with_name(f".{PENDING}.tmp")
+        tmp.write_text(json.dumps(payload, indent=1, default=str))
+        tmp.replace(target)
+
+
+def register_pending(path: str) -> RegistrationRef:
+    """Register a run kept by `save_pending` (idempotent: a second call registers nothing)."""
+    folder = Path(path)
+    file = folder if folder.name == PENDING else folder / PENDING
+    if not file.is_file():
+        raise RegistryError(
+            f"{path}: no {PENDING} here; name the run folder a failed registration printed"
+        )
+    payload = json.loads(file.read_text())
+    train = TrainResult(**payload["train"])
+    if not Path(train.path).is_dir():
+        raise RegistryError(f"{path}: the trained artifact {train.path} is gone; re-run the recipe")
+    ev = EvalResult(**payload["eval"])
+    gate = GateSpec(**payload["gate"])
+    try:
+        registered = register(
+            payload["name"], payload["run_id"], train, ev, gate, payload["lineage"]
+        )
+    except TunelineError:
+        raise
+    except Exception as exc:
+        raise RegistryUnavailable(
+            f"MLflow at {settings.tracking_uri()} still does not answer ({_first_line(exc)}); "
+            "try again later"
+        ) from None
+    mark_registered(str(file.parent), registered)
+    with contextlib.suppress(Exception):
+        tracking.end(payload["run_id"])
+    return registered
+
+
+@task(name="stage_registration")
+def stage_registration(
+    folder: str,
+    name: str,
+    run_id: str,
+    train: TrainResult,
+    ev: EvalResult,
+    gate: GateSpec,
+    lineage: dict[str, str],
+) -> str:
+    """Keep what registration needs on disk before talking to MLflow."""
+    return save_pending(folder, name, run_id, train, ev, gate, lineage)
+
+
+__all__ = [
+    "RegisterSpec",
+    "RegistrationRef",
+    "candidate_key",
+    "register",
+    "register_model",
+    "register_pending",
+    "stage_registration",
+]
 
 
 # -- people's actions: promote, rollback, list ---------------------------------------------------

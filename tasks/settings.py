@@ -101,6 +101,17 @@ def code_version() -> str:
     return f"{tuneline_version()}+g{sha[:12]}"
 
 
+def registry_retry_delays() -> list[float]:
+    """Seconds between attempts to register when MLflow does not answer (each attempt also
+    retries its HTTP calls, `MLFLOW_HTTP_REQUEST_MAX_RETRIES`). `TUNELINE_REGISTRY_RETRY_DELAYS`
+    overrides, e.g. `5,20,60`."""
+    raw = os.environ.get("TUNELINE_REGISTRY_RETRY_DELAYS", "10,30,90")
+    try:
+        return [float(x) for x in raw.split(",") if x.strip()]
+    except ValueError:
+        return [10.0, 30.0, 90.0]
+
+
 def checkpoint_dir(recipe_name: str, candidate: str) -> Path:
     """Where a candidate's checkpoints live: stable across re-runs of the same recipe and data."""
     return home() / "checkpoints" / recipe_name / candidate

@@ -106,43 +106,65 @@ def wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float 
     raise RuntimeError(f"server at {url} did not answer in {seconds}s:\n{log.read_text()[-3000:]}")
 
 
+class MlflowServer:
+    """A real `mlflow server` on loopback (SQLite backend, proxied artifacts) that a test can stop
+    and start again on the same port and store."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import sys
+
+        log = self.root / "server.log"
+        exe = Path(sys.executable).parent / "mlflow"
+        with log.open("ab") as handle:
+            self.proc = subprocess.Popen(
+                [
+                    str(exe),
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--backend-store-uri",
+                    f"sqlite:///{self.root / 'mlflow.db'}",
+                    "--artifacts-destination",
+                    str(self.root / "artifacts"),
+                    "--workers",
+                    "1",
+                ],
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # stop() takes its worker processes down with it
+            )
+        wait_for(f"{self.url}/health", self.proc, log)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
-    """A real `mlflow server` on loopback (SQLite backend, proxied artifacts), stopped after."""
-    import sys
-
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = root / "server.log"
-    exe = Path(sys.executable).parent / "mlflow"
-    with log.open("wb") as handle:
-        proc = subprocess.Popen(
-            [
-                str(exe),
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--backend-store-uri",
-                f"sqlite:///{root / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(root / "artifacts"),
-                "--workers",
-                "1",
-            ],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
+    """A real `mlflow server` on loopback, stopped after the module."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
     try:
-        wait_for(f"http://127.0.0.1:{port}/health", proc, log)
-        yield f"http://127.0.0.1:{port}"
+        yield server.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
 
 
 KEYWORDS = {

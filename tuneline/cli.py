@@ -233,7 +233,8 @@ def compare(
         str,
         typer.Option(
             "--methods",
-            help="Comma-separated methods, e.g. probe,last_layers,full,lora. Default: all.",
+            help="Comma-separated methods, e.g. probe,last_layers,full,lora. Default: every "
+            "method that trains the recipe's task and data format.",
         ),
     ] = "",
     set_: Annotated[
@@ -245,21 +246,16 @@ def compare(
 ) -> None:
     """Train several methods on the same data and tokenization; print a comparison table."""
     with user_errors():
+        from flows.compare import compare as compare_flow
+        from flows.compare import fitting_methods, method_settings, table_rows
         from flows.recipe import load_recipe
         from tasks.data import check_sources
-        from tasks.errors import RecipeError
-        from tasks.training import METHODS
 
         parsed = load_recipe(recipe, set_ or [])
         check_sources(parsed.data)
-        chosen = [m.strip() for m in methods.split(",") if m.strip()] or list(METHODS)
-        unknown = [m for m in chosen if m not in METHODS]
-        if unknown:
-            raise RecipeError(
-                f"--methods: unknown {', '.join(unknown)}; valid: {', '.join(METHODS)}"
-            )
-        from flows.compare import compare as compare_flow
-        from flows.compare import table_rows
+        chosen = [m.strip() for m in methods.split(",") if m.strip()] or fitting_methods(parsed)
+        for name in chosen:
+            method_settings(parsed, name)  # an unknown or unfitting method fails here, clearly
 
         _install_log_filter()
         result: Any = compare_flow(parsed, chosen)
@@ -373,6 +369,36 @@ def predict(
         return
     for prediction, text in zip(predictions, inputs, strict=True):
         sys.stdout.write(f"{prediction}\t{text}\n")
+
+
+@app.command()
+def register(
+    run_folder: Annotated[
+        Path,
+        typer.Argument(
+            help="The run folder a failed registration named (holds registration.json)."
+        ),
+    ],
+    json_: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
+    """Register a trained run whose registration could not reach MLflow (idempotent: a run
+    already registered registers nothing again), applying the recipe's gate as the run would."""
+    with user_errors():
+        from tasks.registry import register_pending
+
+        registered = register_pending(str(run_folder))
+    if json_:
+        sys.stdout.write(json.dumps(registered.__dict__, default=str) + "\n")
+        return
+    if registered.already_registered:
+        out.print(f"{registered.model_name} version {registered.version} already registered.")
+    else:
+        role = "champion" if registered.promoted else "not promoted"
+        out.print(f"Registered {registered.model_name} version {registered.version} ({role}).")
+    for reason in registered.reasons:
+        out.print(f"  - {reason}", highlight=False)
+    if not registered.already_registered and not registered.promoted:
+        raise typer.Exit(3)
 
 
 @app.command("tiny-model")
