@@ -21,7 +21,9 @@ MANIFEST = "tuneline.json"
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+    from tasks.secrets import redact_obj
+
+    (folder / MANIFEST).write_text(json.dumps(redact_obj(manifest), indent=2, default=str))
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:

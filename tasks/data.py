@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasks import settings
 from tasks.artifacts import staged
 from tasks.errors import DataError, retry_unless_user_error
+from tasks.secrets import redact
 
 Format = Literal["classification", "prompt-completion", "alpaca", "chat", "preference", "text"]
 
@@ -200,7 +201,7 @@ def _read_jsonl(text: str, name: str, issues: list[LoadIssue]) -> pd.DataFrame:
 
 def _read_file(source: str, issues: list[LoadIssue]) -> pd.DataFrame:
     suffix = Path(source.split("?")[0]).suffix.lower()
-    name = source if _is_url(source) else os.path.relpath(source)
+    name = redact(source) if _is_url(source) else os.path.relpath(source)
     if suffix == ".parquet":
         try:
             frame = pd.read_parquet(io.BytesIO(_read_bytes(source)))

@@ -47,6 +47,11 @@ class BaseModelSpec(BaseModel):
         default=False,
         description="Allow loading `.bin` pickle weights; by default only safetensors load.",
     )
+    token_secret: str | None = Field(
+        default=None,
+        description="Name of a Prefect Secret block holding the Hugging Face token for a gated "
+        "or private model (default: `HF_TOKEN` from the environment). Never the token itself.",
+    )
 
     @model_validator(mode="after")
     def _remote_code_needs_revision(self) -> BaseModelSpec:
@@ -127,6 +132,10 @@ def reference(spec: BaseModelSpec) -> dict[str, Any]:
 
 def pretrained_kwargs(spec: BaseModelSpec) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code}
+    if spec.token_secret:
+        from tasks.secrets import prefect_secret
+
+        kwargs["token"] = prefect_secret(spec.token_secret)
     if spec.revision:
         kwargs["revision"] = spec.revision
     if not spec.allow_pickle:

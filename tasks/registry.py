@@ -26,6 +26,7 @@ from tasks.errors import (
 )
 from tasks.evaluation import EvalResult
 from tasks.promotion import Decision, GateSpec, decide_promotion
+from tasks.secrets import redact, redact_obj
 from tasks.training.base import TrainResult
 
 CHAMPION = "champion"
@@ -143,8 +144,8 @@ def log_model_version(
         name,
         info.model_uri,
         run_id=run_id,
-        tags=tags,
-        description=description,
+        tags=redact_obj(tags),
+        description=redact(description),
         model_id=info.model_id,
     )
     return str(version.version)
@@ -321,7 +322,7 @@ def register_model(
             raise  # MLflow answers: not an outage, keep the real error
         later = f"`tuneline register {pending}`" if pending else "`tuneline register RUN_FOLDER`"
         raise RegistryUnavailable(
-            f"MLflow at {settings.tracking_uri()} does not answer ({_first_line(exc)}); "
+            f"MLflow at {redact(settings.tracking_uri())} does not answer ({_first_line(exc)}); "
             f"'{name}' was trained and evaluated but not registered. Nothing was lost: once MLflow "
             f"answers again, run {later}"
         ) from None
@@ -360,7 +361,7 @@ def save_pending(
         "registered_version": None,
     }
     tmp = target.with_name(f".{PENDING}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
+    tmp.write_text(json.dumps(redact_obj(payload), indent=1, default=str))
     tmp.replace(target)
     return str(Path(folder))
 
@@ -397,7 +398,8 @@ def register_pending(path: str) -> RegistrationRef:
         raise
     except Exception as exc:
         raise RegistryUnavailable(
-            f"MLflow at {settings.tracking_uri()} still does not answer ({_first_line(exc)}); "
+            f"MLflow at {redact(settings.tracking_uri())} still does not answer "
+            f"({_first_line(exc)}); "
             "try again later"
         ) from None
     mark_registered(str(file.parent), registered)
@@ -445,7 +447,7 @@ def _version(name: str, version: str) -> Any:
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
+    text = redact(str(exc).strip())
     return text.splitlines()[0] if text else type(exc).__name__
 
 

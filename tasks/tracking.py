@@ -18,6 +18,7 @@ from prefect import task
 
 from tasks import settings
 from tasks.errors import RegistryError, retry_unless_user_error
+from tasks.secrets import redact, redact_obj
 
 
 def client() -> Any:
@@ -63,14 +64,14 @@ def flow_run_context() -> dict[str, str]:
 def start(experiment: str, run_name: str | None, tags: Mapping[str, str]) -> str:
     mlc = client()
     experiment_id = ensure_experiment(experiment)
-    run = mlc.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    run = mlc.create_run(experiment_id, run_name=run_name, tags=redact_obj(dict(tags)))
     return str(run.info.run_id)
 
 
 def log_params(run_id: str, params: Mapping[str, Any]) -> None:
     from mlflow.entities import Param
 
-    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    items = [Param(k, redact(str(v))[:6000]) for k, v in params.items()]
     for i in range(0, len(items), 100):
         client().log_batch(run_id, params=items[i : i + 100])
 
@@ -86,18 +87,32 @@ def log_metrics(run_id: str, metrics: Mapping[str, float], step: int | None = No
         client().log_batch(run_id, metrics=items[i : i + 500])
 
 
+TEXT_SUFFIXES = {".json", ".jsonl", ".html", ".md", ".txt", ".yaml", ".yml", ".csv"}
+
+
 def log_file(run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+    """Log a file as an artifact; text files go through `redact` on the way."""
+    source = Path(path)
+    if source.is_file() and source.suffix in TEXT_SUFFIXES:
+        text = source.read_text(encoding="utf-8", errors="replace")
+        masked = redact(text)
+        if masked != text:
+            with tempfile.TemporaryDirectory() as tmp:
+                copy = Path(tmp) / source.name
+                copy.write_text(masked, encoding="utf-8")
+                client().log_artifact(run_id, str(copy), artifact_path)
+            return
     client().log_artifact(run_id, str(path), artifact_path)
 
 
 def log_text(run_id: str, text: str, artifact_file: str) -> None:
-    client().log_text(run_id, text, artifact_file)
+    client().log_text(run_id, redact(text), artifact_file)
 
 
 def log_dict(run_id: str, payload: Any, artifact_file: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / Path(artifact_file).name
-        target.write_text(json.dumps(payload, indent=2, default=str))
+        target.write_text(json.dumps(redact_obj(payload), indent=2, default=str))
         parent = os.path.dirname(artifact_file) or None
         log_file(run_id, target, parent)
 
@@ -141,7 +156,7 @@ def start_tracking(
             log_dict(run_id, payload, name)
     except Exception as exc:
         raise RegistryError(
-            f"MLflow at {settings.tracking_uri()} refused or is unreachable: {exc}"
+            redact(f"MLflow at {settings.tracking_uri()} refused or is unreachable: {exc}")
         ) from exc
     return run_id
 

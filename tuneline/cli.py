@@ -57,10 +57,13 @@ class _HideUserErrorTracebacks(logging.Filter):
 
 
 def _install_log_filter() -> None:
+    from tasks.secrets import install_log_redaction
+
     hide = _HideUserErrorTracebacks()
     for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
         for handler in logging.getLogger(name).handlers:
             handler.addFilter(hide)
+    install_log_redaction()
 
 
 @contextlib.contextmanager
@@ -71,8 +74,10 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except TunelineError as exc:
+        from tasks.secrets import redact
+
         err.print(
-            f"[bold red]error:[/] {exc.message}", highlight=False, markup=True, soft_wrap=True
+            f"[bold red]error:[/] {redact(exc.message)}", highlight=False, markup=True, soft_wrap=True
         )
         raise typer.Exit(exc.exit_code) from None
 

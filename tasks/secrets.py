@@ -1,0 +1,99 @@
+"""Keeping secrets out of everything tuneline writes: MLflow params, tags, descriptions and
+artifacts, reports, and logs.
+
+Secrets reach tuneline through the environment (`HF_TOKEN`, `MLFLOW_TRACKING_PASSWORD`,
+`AWS_SECRET_ACCESS_KEY`, ... any variable whose name says token, secret, password or key) or
+through Prefect Secret blocks named in a recipe; credentials may also sit in a URL's userinfo
+(`https://user:pass@host/...`). `redact` masks all three wherever a string is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+
+MASK = "***"
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|ACCESS_KEY|CREDENTIAL")
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#@\s]+)@")
+_MIN_LENGTH = 6  # shorter values ("true", "1") would mask ordinary words
+_known: set[str] = set()
+
+
+def remember(value: str | None) -> None:
+    """Mask `value` from now on (a secret read from a Prefect Secret block)."""
+    if value and len(value) >= _MIN_LENGTH:
+        _known.add(value)
+
+
+def secret_values() -> list[str]:
+    values = set(_known)
+    for name, value in os.environ.items():
+        if _SECRET_NAME.search(name.upper()) and value and len(value) >= _MIN_LENGTH:
+            values.add(value)
+    return sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
+
+
+def redact(text: str) -> str:
+    """`text` with URL credentials and known secret values masked."""
+    if not text:
+        return text
+    out = _USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
+    for value in secret_values():
+        if value in out:
+            out = out.replace(value, MASK)
+    return out
+
+
+def redact_obj(value: Any) -> Any:
+    """`redact` applied to every string inside dicts, lists and tuples."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_obj(k): redact_obj(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redact_obj(v) for v in value)
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    """A log filter that masks secrets in the formatted message (and drops exception text that
+    would carry them unmasked into the record)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+def install_log_redaction() -> None:
+    """Mask secrets in every record the root, Prefect and MLflow handlers write."""
+    hide = RedactingFilter()
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "mlflow"):
+        logger = logging.getLogger(name)
+        logger.addFilter(hide)
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(hide)
+
+
+def prefect_secret(block_name: str) -> str:
+    """The value of a Prefect Secret block (masked from then on), or a clear error."""
+    from tasks.errors import ModelError
+
+    try:
+        from prefect.blocks.system import Secret
+
+        block: Any = Secret.load(block_name)  # synchronous here (no running event loop)
+        value = str(block.get())
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"Prefect Secret block '{block_name}' cannot be read ({first}); create it in the "
+            "Prefect UI (Blocks > Secret) or with `prefect block create secret`"
+        ) from None
+    remember(value)
+    return value
