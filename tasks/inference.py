@@ -75,6 +75,17 @@ def lm_loss(
     return {"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
 
+# End-of-turn tokens of common chat templates: a chat model's answer ends there, not at EOS.
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "</s>")
+
+
+def stop_token_ids(tokenizer: Any) -> list[int]:
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    vocab = tokenizer.get_vocab()
+    ids += [vocab[t] for t in END_OF_TURN if t in vocab and vocab[t] not in ids]
+    return ids
+
+
 def generate(
     model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, max_length: int, batch: int
 ) -> list[str]:
@@ -97,7 +108,7 @@ def generate(
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
+                eos_token_id=stop_token_ids(tokenizer),
             )
             new = output[:, input_ids.shape[1] :]
             for j, i in enumerate(idx):

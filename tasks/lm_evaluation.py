@@ -25,14 +25,14 @@ from prefect.artifacts import create_markdown_artifact
 
 from tasks import artifacts, tracking
 from tasks.evaluation import EvalResult, EvaluateSpec, before_after_markdown, samples_markdown
-from tasks.inference import generate, lm_loss, reward_scores, token_logprobs
+from tasks.inference import END_OF_TURN, generate, lm_loss, reward_scores, token_logprobs
 from tasks.models import BaseModelSpec
 from tasks.tokenization import TokenizedRef, load_split
 
 
 def _plain(tokenizer: Any, text: str) -> str:
     """A reference as a reader sees it: template tokens (`<|im_end|>`...) removed."""
-    for token in tokenizer.all_special_tokens:
+    for token in [*tokenizer.all_special_tokens, *END_OF_TURN]:
         text = text.replace(token, "")
     return text.strip()
 

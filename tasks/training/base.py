@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ArtifactKind = Literal["adapter", "weights", "probe"]
 # What the trained model does: classify (encoders), or for causal LMs model language (pretrain,
@@ -54,6 +54,27 @@ class MethodSpec:
     default_learning_rate: float = 1e-3
 
 
+class DistributedSpec(BaseModel):
+    """Training across processes with `accelerate launch` (torchrun underneath): DDP over gloo on
+    CPU or NCCL on GPUs, FSDP or DeepSpeed. `train.batch_size` stays the global batch, so the
+    number of optimiser steps does not change with the number of processes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    processes: int = Field(
+        default=1, ge=1, le=1024, description="Processes on this machine (GPUs, or CPU workers)."
+    )
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = Field(
+        default="ddp", description="How the model is spread over the processes."
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The strategy's own `TrainingArguments` fields, passed through: e.g. "
+        "`{fsdp: full_shard auto_wrap, fsdp_config: {...}}`, `{deepspeed: {...config...}}`, "
+        "`{ddp_find_unused_parameters: false}`.",
+    )
+
+
 class TrainSpec(BaseModel):
     """Optimiser and loop settings, named as in `transformers.TrainingArguments`."""
 
@@ -97,6 +118,18 @@ class TrainSpec(BaseModel):
     gradient_checkpointing: bool = Field(
         default=False, description="Recompute activations in the backward pass (less memory)."
     )
+    distributed: DistributedSpec = Field(
+        default_factory=DistributedSpec, description="Training across several processes."
+    )
+
+    @model_validator(mode="after")
+    def _batch_splits(self) -> TrainSpec:
+        if self.batch_size % self.distributed.processes:
+            raise ValueError(
+                f"batch_size {self.batch_size} must divide evenly over "
+                f"{self.distributed.processes} processes"
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -182,7 +215,7 @@ def loop_args(
         "output_dir": output_dir,
         "num_train_epochs": spec.epochs,
         "max_steps": spec.max_steps,
-        "per_device_train_batch_size": spec.batch_size,
+        "per_device_train_batch_size": spec.batch_size // spec.distributed.processes,
         "gradient_accumulation_steps": spec.gradient_accumulation_steps,
         "learning_rate": spec.learning_rate,
         "weight_decay": spec.weight_decay,
@@ -204,4 +237,26 @@ def loop_args(
         # transformers 5 renamed gradient checkpointing to activation checkpointing
         **({"activation_checkpointing": True} if spec.gradient_checkpointing else {}),
         **precision_args(spec.mixed_precision),
+        **distributed_args(spec.distributed),
     }
+
+
+def distributed_args(spec: DistributedSpec) -> dict[str, Any]:
+    """`TrainingArguments` fields for the strategy (only under `accelerate launch`)."""
+    import torch
+
+    if spec.processes <= 1:
+        return {}
+    settings = dict(spec.settings)
+    if spec.strategy == "ddp":
+        settings.setdefault("ddp_backend", "nccl" if torch.cuda.is_available() else "gloo")
+    elif spec.strategy == "fsdp":
+        settings.setdefault("fsdp", "full_shard auto_wrap")
+    return settings
+
+
+def is_main_process() -> bool:
+    """Rank 0 under `accelerate launch`, or the only process."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"

@@ -18,7 +18,14 @@ from tasks import artifacts, models
 from tasks.models import BaseModelSpec
 from tasks.tokenization import TokenizedRef, load_split
 from tasks.training import METHODS, checkpoints
-from tasks.training.base import BuildContext, PeakMemory, TrainResult, TrainSpec, loop_args
+from tasks.training.base import (
+    BuildContext,
+    PeakMemory,
+    TrainResult,
+    TrainSpec,
+    is_main_process,
+    loop_args,
+)
 from tasks.training.causal_config import CausalMethod, load_kwargs
 from tasks.training.classifier import FitStats, count_parameters, log_training, total_steps
 
@@ -328,10 +335,11 @@ def train_causal(
     target = out_dir / "artifact"
     if kind == "weights" and hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    save(model, tokenizer, target, manifest, base, stats.history)
-    shutil.rmtree(out_dir / "trainer", ignore_errors=True)
-    if checkpoint_dir is not None:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if is_main_process():  # under `accelerate launch`, rank 0 alone writes
+        save(model, tokenizer, target, manifest, base, stats.history)
+        shutil.rmtree(out_dir / "trainer", ignore_errors=True)
+        if checkpoint_dir is not None:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return TrainResult(
         path=str(target),
         method=method.name,
@@ -366,16 +374,26 @@ def train_causal_model(
     checkpoint_dir: str | None = None,
 ) -> TrainResult:
     """Train the recipe's causal-LM method (never cached, never blindly retried); log figures."""
-    result = train_causal(
-        tokenized,
-        base,
-        method,
-        spec,
-        data_format,
-        max_length,
-        Path(out_dir),
-        Path(checkpoint_dir) if checkpoint_dir else None,
-    )
+    checkpoints = Path(checkpoint_dir) if checkpoint_dir else None
+    if spec.distributed.processes > 1:
+        from tasks.training import launch
+
+        payload = launch.job(
+            "causal",
+            tokenized,
+            base,
+            method,
+            spec,
+            Path(out_dir),
+            checkpoints,
+            data_format=data_format,
+            max_length=max_length,
+        )
+        result = launch.run_distributed(payload, spec.distributed.processes)
+    else:
+        result = train_causal(
+            tokenized, base, method, spec, data_format, max_length, Path(out_dir), checkpoints
+        )
     if run_id:
         log_training(run_id, result)
     return result

@@ -23,6 +23,7 @@ from tasks.training.base import (
     PeakMemory,
     TrainResult,
     TrainSpec,
+    is_main_process,
     loop_args,
 )
 
@@ -279,10 +280,11 @@ def train_classifier(
         "base": {**models.reference(base), "trust_remote_code": base.trust_remote_code},
     }
     target = out_dir / "artifact"
-    save(model, tokenizer, target, manifest, base, stats.history)
-    shutil.rmtree(out_dir / "trainer", ignore_errors=True)
-    if checkpoint_dir is not None:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if is_main_process():  # under `accelerate launch`, rank 0 alone writes
+        save(model, tokenizer, target, manifest, base, stats.history)
+        shutil.rmtree(out_dir / "trainer", ignore_errors=True)
+        if checkpoint_dir is not None:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return TrainResult(
         path=str(target),
         method=method.name,
@@ -316,16 +318,26 @@ def train_model(
     checkpoint_dir: str | None = None,
 ) -> TrainResult:
     """Train the recipe's method (never cached, never blindly retried); log its figures."""
-    result = train_classifier(
-        tokenized,
-        base,
-        method,
-        spec,
-        labels,
-        max_length,
-        Path(out_dir),
-        Path(checkpoint_dir) if checkpoint_dir else None,
-    )
+    checkpoints = Path(checkpoint_dir) if checkpoint_dir else None
+    if spec.distributed.processes > 1:
+        from tasks.training import launch
+
+        payload = launch.job(
+            "classifier",
+            tokenized,
+            base,
+            method,
+            spec,
+            Path(out_dir),
+            checkpoints,
+            labels=labels,
+            max_length=max_length,
+        )
+        result = launch.run_distributed(payload, spec.distributed.processes)
+    else:
+        result = train_classifier(
+            tokenized, base, method, spec, labels, max_length, Path(out_dir), checkpoints
+        )
     if run_id:
         log_training(run_id, result)
     return result

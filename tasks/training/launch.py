@@ -1,0 +1,144 @@
+"""Training across processes: the training task writes a job file and runs this module under
+`accelerate launch` (torchrun underneath); every process trains its shard, and rank 0 alone
+writes the artifact and the result the task reads back. MLflow logging and registration stay in
+the task's process, so they happen once.
+
+    python -m accelerate.commands.launch --multi_gpu --num_processes 2 -m tasks.training.launch JOB
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tasks.errors import TunelineError
+from tasks.models import BaseModelSpec
+from tasks.tokenization import TokenizedRef
+from tasks.training.base import TrainResult, TrainSpec, is_main_process
+
+RESULT = "train_result.json"
+
+
+def job(
+    kind: str,
+    tokenized: TokenizedRef,
+    base: BaseModelSpec,
+    method: Any,
+    spec: TrainSpec,
+    out_dir: Path,
+    checkpoint_dir: Path | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "tokenized": asdict(tokenized),
+        "base": base.model_dump(),
+        "method": method.model_dump(),
+        "spec": spec.model_dump(),
+        "out_dir": str(out_dir),
+        "checkpoint_dir": str(checkpoint_dir) if checkpoint_dir else None,
+        **extra,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_distributed(payload: dict[str, Any], processes: int) -> TrainResult:
+    """Run the job on `processes` processes and return rank 0's result."""
+    out_dir = Path(payload["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    job_file = out_dir / "train_job.json"
+    job_file.write_text(json.dumps(payload, default=str))
+    (out_dir / RESULT).unlink(missing_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",  # torchrun-style launch; on CPU the processes talk over gloo
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        str(_free_port()),
+        "--dynamo_backend",
+        "no",
+        "--mixed_precision",
+        "no",  # the recipe's train.mixed_precision decides, through TrainingArguments
+        "-m",
+        "tasks.training.launch",
+        str(job_file),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    result = out_dir / RESULT
+    if proc.returncode != 0 or not result.is_file():
+        output = (proc.stdout + proc.stderr).strip().splitlines()
+        user_error = [line for line in output if line.startswith("tuneline-error: ")]
+        if user_error:
+            raise TunelineError(user_error[-1].removeprefix("tuneline-error: "))
+        raise RuntimeError(
+            f"distributed training ({processes} processes) failed with exit code "
+            f"{proc.returncode}:\n" + "\n".join(output[-40:])
+        )
+    return TrainResult(**json.loads(result.read_text()))
+
+
+def main(job_file: str) -> None:
+    from tasks.training import METHODS
+
+    payload = json.loads(Path(job_file).read_text())
+    tokenized = TokenizedRef(**payload["tokenized"])
+    base = BaseModelSpec(**payload["base"])
+    method = METHODS[payload["method"]["name"]].config(**payload["method"])
+    spec = TrainSpec(**payload["spec"])
+    out_dir = Path(payload["out_dir"])
+    checkpoints = Path(payload["checkpoint_dir"]) if payload["checkpoint_dir"] else None
+    if payload["kind"] == "causal":
+        from tasks.training.causal import train_causal
+
+        result = train_causal(
+            tokenized,
+            base,
+            method,
+            spec,
+            payload["data_format"],
+            payload["max_length"],
+            out_dir,
+            checkpoints,
+        )
+    else:
+        from tasks.training.classifier import train_classifier
+
+        result = train_classifier(
+            tokenized,
+            base,
+            method,
+            spec,
+            payload["labels"],
+            payload["max_length"],
+            out_dir,
+            checkpoints,
+        )
+    if is_main_process():
+        tmp = out_dir / f".{RESULT}.tmp"
+        tmp.write_text(json.dumps(asdict(result)))
+        tmp.replace(out_dir / RESULT)
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1])
+    except TunelineError as exc:
+        print(f"tuneline-error: {exc.message}", file=sys.stderr)
+        sys.exit(1)
