@@ -15,6 +15,8 @@ from tasks.errors import TunelineError
 from tasks.watching import EVENT, emit_landed, poll, resource_id
 
 SHIPPED = Path(__file__).resolve().parent
+PROJECT_ROOT = SHIPPED.parent
+ENTRYPOINT = "flows/finetune.py:finetune"
 log = logging.getLogger("tuneline.serve")
 
 
@@ -42,12 +44,9 @@ def data_trigger(recipe: Recipe) -> Any:
     )
 
 
-def finetune_deployment(recipe: Recipe) -> Any:
-    """The recipe as a deployment of the `finetune` flow.
-
-    One run at a time per recipe: a second trigger while one runs is queued (ENQUEUE) and starts
-    when the first ends; it then finds the candidate already registered if nothing changed.
-    """
+def deployment_settings(recipe: Recipe) -> dict[str, Any]:
+    """What every deployment of a recipe carries: parameters, schedule, trigger, tags and the
+    one-run-at-a-time limit."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
     schedule = schedule_kwargs(recipe)
@@ -57,17 +56,61 @@ def finetune_deployment(recipe: Recipe) -> Any:
         schedule = {
             "schedule": CronSchedule(cron=schedule["cron"], timezone=recipe.deploy.timezone)
         }
-    return finetune.to_deployment(
-        name=recipe.name,
-        description=recipe.description or f"Fine-tune {recipe.name}",
-        parameters={"recipe": recipe.model_dump(mode="json", by_alias=True)},
-        triggers=[data_trigger(recipe)] if recipe.deploy.on_new_data else None,
-        concurrency_limit=ConcurrencyLimitConfig(
+    return {
+        "name": recipe.name,
+        "description": recipe.description or f"Fine-tune {recipe.name}",
+        "parameters": {"recipe": recipe.model_dump(mode="json", by_alias=True)},
+        "triggers": [data_trigger(recipe)] if recipe.deploy.on_new_data else None,
+        "concurrency_limit": ConcurrencyLimitConfig(
             limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
         ),
-        tags=["tuneline", recipe.task, recipe.method.name],
+        "tags": ["tuneline", recipe.task, recipe.method.name],
         **schedule,
-    )
+    }
+
+
+def deploy_to_pool(
+    paths: list[str | Path],
+    pool: str,
+    image: str | None = None,
+    job_variables: dict[str, Any] | None = None,
+    source: str | None = None,
+) -> list[str]:
+    """Register the recipes as deployments of a Prefect work pool; the pool's workers run them.
+
+    A `process` pool runs the flow from `source` (default: this project's folder) on the worker's
+    machine; a `docker` or `kubernetes` pool runs it in `image` (built from the project, see the
+    README), with `job_variables` such as GPU requests."""
+    if not os.environ.get("PREFECT_API_URL"):
+        raise TunelineError(
+            "deploy: PREFECT_API_URL is not set; point it at the Prefect server the workers use"
+        )
+    recipes = [load_recipe(p) for p in (paths or shipped_recipes())]
+    flow: Any = finetune
+    if image is None:
+        flow = finetune.from_source(source=source or str(PROJECT_ROOT), entrypoint=ENTRYPOINT)
+    ids = []
+    for recipe in recipes:
+        deployment_id = flow.deploy(
+            work_pool_name=pool,
+            image=image,
+            build=False,
+            push=False,
+            job_variables=job_variables or {},
+            print_next_steps=False,
+            **deployment_settings(recipe),
+        )
+        ids.append(str(deployment_id))
+    return ids
+
+
+def finetune_deployment(recipe: Recipe) -> Any:
+    """The recipe as a deployment of the `finetune` flow.
+
+    One run at a time per recipe: a second trigger while one runs is queued (ENQUEUE) and starts
+    when the first ends; it then finds the candidate already registered if nothing changed.
+    """
+    return finetune.to_deployment(**deployment_settings(recipe))
 
 
 def _watch_loop(recipes: list[Recipe], interval: float, stop: threading.Event) -> None:

@@ -77,7 +77,10 @@ def user_errors() -> Iterator[None]:
         from tasks.secrets import redact
 
         err.print(
-            f"[bold red]error:[/] {redact(exc.message)}", highlight=False, markup=True, soft_wrap=True
+            f"[bold red]error:[/] {redact(exc.message)}",
+            highlight=False,
+            markup=True,
+            soft_wrap=True,
         )
         raise typer.Exit(exc.exit_code) from None
 
@@ -374,6 +377,45 @@ def predict(
         return
     for prediction, text in zip(predictions, inputs, strict=True):
         sys.stdout.write(f"{prediction}\t{text}\n")
+
+
+@app.command()
+def deploy(
+    recipes: Annotated[
+        list[Path] | None, typer.Argument(help="Recipe files (default: every shipped recipe).")
+    ] = None,
+    pool: Annotated[str, typer.Option(help="Prefect work pool whose workers run the recipes.")] = (
+        "tuneline"
+    ),
+    image: Annotated[
+        str | None,
+        typer.Option(help="Image for a docker or kubernetes pool (none: run from this folder)."),
+    ] = None,
+    job_variable: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--job-variable",
+            help="A pool job variable as key=value (YAML value), e.g. "
+            "--job-variable 'env={CUDA_VISIBLE_DEVICES: \"0\"}' (repeatable).",
+        ),
+    ] = None,
+) -> None:
+    """Register recipes as deployments of a Prefect work pool (PREFECT_API_URL): schedules and
+    data-landed triggers as with `serve`, runs carried out by the pool's workers."""
+    with user_errors():
+        from deployments.build import deploy_to_pool
+        from flows.recipe import parse_value
+        from tasks.errors import RecipeError
+
+        variables: dict[str, Any] = {}
+        for item in job_variable or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise RecipeError(f"--job-variable '{item}': expected key=value")
+            variables[key.strip()] = parse_value(value)
+        ids = deploy_to_pool(list(recipes or []), pool, image, variables)
+    out.print(f"{len(ids)} deployment(s) in work pool '{pool}'. Start a worker with:")
+    out.print(f"  prefect worker start --pool {pool}", highlight=False)
 
 
 @app.command()
