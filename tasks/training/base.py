@@ -234,11 +234,23 @@ def loop_args(
         "disable_tqdm": True,
         "use_cpu": not torch.cuda.is_available(),
         "dataloader_num_workers": 0,
-        # transformers 5 renamed gradient checkpointing to activation checkpointing
-        **({"activation_checkpointing": True} if spec.gradient_checkpointing else {}),
+        **({_checkpointing_field(): True} if spec.gradient_checkpointing else {}),
         **precision_args(spec.mixed_precision),
         **distributed_args(spec.distributed),
     }
+
+
+def _checkpointing_field() -> str:
+    """transformers renamed gradient checkpointing to activation checkpointing during 5.x;
+    the older name still works there but warns (drop this once 5.17 is out of use)."""
+    from transformers import TrainingArguments
+
+    fields = TrainingArguments.__dataclass_fields__
+    return (
+        "activation_checkpointing"
+        if "activation_checkpointing" in fields
+        else ("gradient_checkpointing")
+    )
 
 
 def distributed_args(spec: DistributedSpec) -> dict[str, Any]:
