@@ -322,6 +322,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         os.environ["TUNELINE_HOME"] = str(work / "home")
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         for part in options.part.split(","):
             if part == "classification":
                 results[part] = classification(options.data, work / part)

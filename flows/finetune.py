@@ -97,6 +97,27 @@ def find_registered_version(name: str, key: str) -> str | None:
     return str(found.version) if found is not None else None
 
 
+def unchanged_outcome(recipe: Recipe) -> FinetuneOutcome | None:
+    """Without starting a flow: the outcome of a run that would find this recipe, data and code
+    already registered (sources hashed, not parsed; one registry query), or None."""
+    from tasks.data import load
+
+    data = load(recipe.data, recipe.train.seed)
+    existing = find_candidate(recipe.name, candidate_key_for(recipe, data.fingerprint))
+    if existing is None:
+        return None
+    version = str(existing.version)
+    return FinetuneOutcome(
+        "unchanged",
+        recipe.name,
+        version,
+        None,
+        False,
+        reasons=[f"unchanged since version {version}"],
+        data_fingerprint=data.fingerprint,
+    )
+
+
 @flow(name="finetune", log_prints=True)
 def finetune(recipe: Recipe) -> FinetuneOutcome:
     """Validate, tokenize, train, evaluate and register one recipe."""

@@ -39,7 +39,7 @@ FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {"alpaca": ("input",), "preference": ("prompt",)}
 SUFFIXES = {".jsonl", ".json", ".csv", ".parquet", ".txt"}
-LOADER_VERSION = "1"
+LOADER_VERSION = "2"
 
 
 class EvalSplit(BaseModel):
@@ -272,6 +272,21 @@ def read_source(source: str) -> tuple[pd.DataFrame, list[LoadIssue], str]:
     return table, issues, digest.hexdigest()
 
 
+def source_digest(source: str) -> str:
+    """The content hash of every file behind `source` (what `read_source` returns as its hash),
+    without parsing anything: enough to find a cached load."""
+    digest = hashlib.sha256()
+    for file in expand_source(source):
+        if not _is_url(file) and Path(file).is_dir():
+            for part in sorted(Path(file).rglob("*")):
+                if part.is_file():
+                    digest.update(part.read_bytes())
+            continue
+        digest.update(Path(file).name.encode())
+        digest.update(_read_bytes(file))
+    return digest.hexdigest()
+
+
 def _read_saved_dataset(folder: str) -> pd.DataFrame:
     import datasets
 
@@ -356,23 +371,60 @@ def split_eval(
     return train.reset_index(drop=True), held.reset_index(drop=True)
 
 
+def _fingerprint(spec: DataSpec, train_hash: str, split_key: str) -> str:
+    payload = [train_hash, split_key, spec.format, spec.fields, spec.labels, LOADER_VERSION]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:20]
+
+
+def _split_key(spec: DataSpec, seed: int, eval_hash: str | None) -> str:
+    if isinstance(spec.eval, str):
+        return f"eval={eval_hash}"
+    if spec.eval is None:
+        return "no-eval"
+    return f"split={spec.eval.split},seed={seed}"
+
+
+def cached(spec: DataSpec, seed: int = 42) -> DataRef | None:
+    """The load of these exact bytes and settings done before, found by hashing the sources
+    only (no parsing); None when there is none."""
+    if not expand_source(spec.train):
+        return None
+    eval_hash = source_digest(spec.eval) if isinstance(spec.eval, str) else None
+    fingerprint = _fingerprint(spec, source_digest(spec.train), _split_key(spec, seed, eval_hash))
+    target = settings.cache_dir("data") / fingerprint
+    meta_file = target / "meta.json"
+    if not meta_file.is_file():
+        return None
+    meta = json.loads(meta_file.read_text())
+    if "n_train" not in meta:  # written by an older loader
+        return None
+    return DataRef(
+        fingerprint=fingerprint,
+        format=spec.format,
+        train_path=str(target / "train.parquet"),
+        eval_path=str(target / "eval.parquet"),
+        n_train=int(meta["n_train"]),
+        n_eval=int(meta["n_eval"]),
+        labels=list(meta["labels"]),
+        issues=[LoadIssue(**i) for i in meta["issues"]],
+        sources=[spec.train] + ([spec.eval] if isinstance(spec.eval, str) else []),
+    )
+
+
 def load(spec: DataSpec, seed: int = 42) -> DataRef:
-    """Read, normalise, split and cache the data named by `spec`."""
+    """Read, normalise, split and cache the data named by `spec` (unchanged sources come back
+    from the cache without being parsed again)."""
+    found = cached(spec, seed)
+    if found is not None:
+        return found
     train_raw, issues, train_hash = read_source(spec.train)
+    eval_hash = None
     if isinstance(spec.eval, str):
         eval_raw, eval_issues, eval_hash = read_source(spec.eval)
         issues += eval_issues
-        split_key = f"eval={eval_hash}"
-    elif spec.eval is None:
-        eval_raw, split_key = None, "no-eval"
     else:
         eval_raw = None
-        split_key = f"split={spec.eval.split},seed={seed}"
-    fingerprint = hashlib.sha256(
-        json.dumps(
-            [train_hash, split_key, spec.format, spec.fields, spec.labels, LOADER_VERSION]
-        ).encode()
-    ).hexdigest()[:20]
+    fingerprint = _fingerprint(spec, train_hash, _split_key(spec, seed, eval_hash))
     train = normalise(train_raw, spec, issues)
     if eval_raw is not None:
         held = normalise(eval_raw, spec, issues)
@@ -389,7 +441,12 @@ def load(spec: DataSpec, seed: int = 42) -> DataRef:
         with staged(target, replace=False) as folder:  # another run may finish it first
             train.to_parquet(folder / "train.parquet", index=False)
             held.to_parquet(folder / "eval.parquet", index=False)
-            meta = {"issues": [asdict(i) for i in issues], "labels": labels}
+            meta = {
+                "issues": [asdict(i) for i in issues],
+                "labels": labels,
+                "n_train": len(train),
+                "n_eval": len(held),
+            }
             (folder / "meta.json").write_text(json.dumps(meta))
     return DataRef(
         fingerprint=fingerprint,

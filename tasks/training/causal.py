@@ -253,7 +253,10 @@ def fit(
     trainer.data_collator = counter
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    seconds = time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    # Throughput counts training only: the held-out loss curve's evaluations run inside train().
+    evaluating = sum(float(h.get("eval_runtime", 0.0)) for h in trainer.state.log_history)
+    seconds = max(elapsed - evaluating, 1e-9)
     logged = trainer.state.log_history
     history = [{"step": float(h["step"]), "loss": float(h["loss"])} for h in logged if "loss" in h]
     history += [
@@ -268,7 +271,9 @@ def fit(
         train_loss=float(output.training_loss),
         steps=int(output.global_step),
         seconds=seconds,
-        samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
+        samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0))
+        * elapsed
+        / seconds,
         padding_share=counter.padding_share,
         tokens_per_second=counter.real_tokens / seconds if seconds else 0.0,
         history=history,

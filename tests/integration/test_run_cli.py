@@ -149,4 +149,5 @@ def test_compare_runs_methods_on_shared_tokenization(tiny_recipe: Path) -> None:
 def test_compare_rejects_unknown_method(tiny_recipe: Path) -> None:
     proc = tuneline("compare", str(tiny_recipe), "--methods", "lora,lorax")
     assert proc.returncode == 1
-    assert "unknown lorax" in proc.stderr and "prompt_tuning" in proc.stderr
+    assert "'lorax' is not a method" in proc.stderr and "prompt_tuning" in proc.stderr
+    assert "sft" not in proc.stderr.split("methods that can:")[-1]  # only classification ones
