@@ -66,11 +66,12 @@ def method_settings(recipe: Recipe, name: str) -> tuple[MethodConfig, float]:
     """The recipe's own block and learning rate for its method; defaults for the others."""
     fitting = fitting_methods(recipe, runnable=False)
     if name not in fitting:
-        what = "is not a method" if name not in METHODS else "cannot train this recipe's"
-        raise RecipeError(
-            f"--methods: '{name}' {what} {recipe.task} data "
-            f"(format {recipe.data.format}); methods that can: {', '.join(fitting)}"
+        what = (
+            "is not a method"
+            if name not in METHODS
+            else f"cannot train this recipe's {recipe.task} data (format {recipe.data.format})"
         )
+        raise RecipeError(f"--methods: '{name}' {what}; methods that can: {', '.join(fitting)}")
     if recipe.method.name == name:
         return recipe.method, recipe.train.learning_rate
     spec = METHODS[name]
