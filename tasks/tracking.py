@@ -20,14 +20,28 @@ from tasks import settings
 from tasks.errors import RegistryError, retry_unless_user_error
 from tasks.secrets import redact, redact_obj
 
+_READY: set[str] = set()
+
 
 def client() -> Any:
     import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(settings.tracking_uri())
+    uri = settings.tracking_uri()
+    mlflow.set_tracking_uri(uri)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    return MlflowClient(tracking_uri=settings.tracking_uri())
+    if not uri.startswith("sqlite:") or uri in _READY:
+        return MlflowClient(tracking_uri=uri)
+    # Two runs starting together would both create the embedded store's tables (and one fail):
+    # the first use in each process goes one at a time.
+    from tasks import locks
+
+    with locks.file_lock("mlflow-store"):
+        mlc = MlflowClient(tracking_uri=uri)
+        mlc.search_experiments(max_results=1)
+        mlc.search_registered_models(max_results=1)
+    _READY.add(uri)
+    return mlc
 
 
 def ensure_experiment(name: str) -> str:
