@@ -246,8 +246,8 @@ def _read_file(source: str, issues: list[LoadIssue]) -> pd.DataFrame:
     return pd.DataFrame()
 
 
-def read_source(source: str) -> tuple[pd.DataFrame, list[LoadIssue], str]:
-    """Read every file behind `source` into one table; returns (table, issues, content hash)."""
+def read_table(source: str) -> tuple[pd.DataFrame, list[LoadIssue]]:
+    """Read every file behind `source` into one table; returns (table, issues)."""
     files = expand_source(source)
     if not files:
         raise DataError(
@@ -256,25 +256,25 @@ def read_source(source: str) -> tuple[pd.DataFrame, list[LoadIssue], str]:
         )
     issues: list[LoadIssue] = []
     frames: list[pd.DataFrame] = []
-    digest = hashlib.sha256()
     for file in files:
         if not _is_url(file) and Path(file).is_dir():
             frames.append(_read_saved_dataset(file))
-            for part in sorted(Path(file).rglob("*")):
-                if part.is_file():
-                    digest.update(part.read_bytes())
-            continue
-        digest.update(Path(file).name.encode())
-        digest.update(_read_bytes(file))
-        frames.append(_read_file(file, issues))
+        else:
+            frames.append(_read_file(file, issues))
     frames = [f for f in frames if len(f.columns)]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"_where": []})
-    return table, issues, digest.hexdigest()
+    return table, issues
+
+
+def read_source(source: str) -> tuple[pd.DataFrame, list[LoadIssue], str]:
+    """`read_table` and the content hash (`source_digest`) of the same files."""
+    table, issues = read_table(source)
+    return table, issues, source_digest(source)
 
 
 def source_digest(source: str) -> str:
-    """The content hash of every file behind `source` (what `read_source` returns as its hash),
-    without parsing anything: enough to find a cached load."""
+    """The content hash of every file behind `source`, without parsing anything: enough to find
+    a cached load."""
     digest = hashlib.sha256()
     for file in expand_source(source):
         if not _is_url(file) and Path(file).is_dir():
@@ -384,13 +384,18 @@ def _split_key(spec: DataSpec, seed: int, eval_hash: str | None) -> str:
     return f"split={spec.eval.split},seed={seed}"
 
 
-def cached(spec: DataSpec, seed: int = 42) -> DataRef | None:
-    """The load of these exact bytes and settings done before, found by hashing the sources
-    only (no parsing); None when there is none."""
-    if not expand_source(spec.train):
-        return None
+def fingerprint_of(spec: DataSpec, seed: int = 42) -> str:
+    """The data fingerprint: the sources' bytes (hashed, not parsed) and the loading settings."""
     eval_hash = source_digest(spec.eval) if isinstance(spec.eval, str) else None
-    fingerprint = _fingerprint(spec, source_digest(spec.train), _split_key(spec, seed, eval_hash))
+    return _fingerprint(spec, source_digest(spec.train), _split_key(spec, seed, eval_hash))
+
+
+def cached(spec: DataSpec, seed: int = 42, fingerprint: str | None = None) -> DataRef | None:
+    """The load of these exact bytes and settings done before; None when there is none."""
+    if fingerprint is None:
+        if not expand_source(spec.train):
+            return None
+        fingerprint = fingerprint_of(spec, seed)
     target = settings.cache_dir("data") / fingerprint
     meta_file = target / "meta.json"
     if not meta_file.is_file():
@@ -413,18 +418,16 @@ def cached(spec: DataSpec, seed: int = 42) -> DataRef | None:
 
 def load(spec: DataSpec, seed: int = 42) -> DataRef:
     """Read, normalise, split and cache the data named by `spec` (unchanged sources come back
-    from the cache without being parsed again)."""
-    found = cached(spec, seed)
+    from the cache without being parsed again; the sources are hashed once either way)."""
+    fingerprint = fingerprint_of(spec, seed) if expand_source(spec.train) else ""
+    found = cached(spec, seed, fingerprint) if fingerprint else None
     if found is not None:
         return found
-    train_raw, issues, train_hash = read_source(spec.train)
-    eval_hash = None
+    train_raw, issues = read_table(spec.train)  # a missing source fails here, clearly
+    eval_raw = None
     if isinstance(spec.eval, str):
-        eval_raw, eval_issues, eval_hash = read_source(spec.eval)
+        eval_raw, eval_issues = read_table(spec.eval)
         issues += eval_issues
-    else:
-        eval_raw = None
-    fingerprint = _fingerprint(spec, train_hash, _split_key(spec, seed, eval_hash))
     train = normalise(train_raw, spec, issues)
     if eval_raw is not None:
         held = normalise(eval_raw, spec, issues)

@@ -360,10 +360,14 @@ def save_pending(
         "lineage": lineage,
         "registered_version": None,
     }
+    _write_pending(target, payload)
+    return str(Path(folder))
+
+
+def _write_pending(target: Path, payload: dict[str, Any]) -> None:
     tmp = target.with_name(f".{PENDING}.tmp")
     tmp.write_text(json.dumps(redact_obj(payload), indent=1, default=str))
     tmp.replace(target)
-    return str(Path(folder))
 
 
 def mark_registered(folder: str, registered: RegistrationRef) -> None:
@@ -371,9 +375,7 @@ def mark_registered(folder: str, registered: RegistrationRef) -> None:
     if target.is_file():
         payload = json.loads(target.read_text())
         payload["registered_version"] = registered.version
-        tmp = target.with_name(f".{PENDING}.tmp")
-        tmp.write_text(json.dumps(payload, indent=1, default=str))
-        tmp.replace(target)
+        _write_pending(target, payload)
 
 
 def register_pending(path: str) -> RegistrationRef:

@@ -379,26 +379,19 @@ def train_causal_model(
     checkpoint_dir: str | None = None,
 ) -> TrainResult:
     """Train the recipe's causal-LM method (never cached, never blindly retried); log figures."""
-    checkpoints = Path(checkpoint_dir) if checkpoint_dir else None
-    if spec.distributed.processes > 1:
-        from tasks.training import launch
+    from tasks.training import launch
 
-        payload = launch.job(
-            "causal",
-            tokenized,
-            base,
-            method,
-            spec,
-            Path(out_dir),
-            checkpoints,
-            data_format=data_format,
-            max_length=max_length,
-        )
-        result = launch.run_distributed(payload, spec.distributed.processes)
-    else:
-        result = train_causal(
-            tokenized, base, method, spec, data_format, max_length, Path(out_dir), checkpoints
-        )
+    result = launch.train(
+        "causal",
+        tokenized,
+        base,
+        method,
+        spec,
+        Path(out_dir),
+        Path(checkpoint_dir) if checkpoint_dir else None,
+        data_format=data_format,
+        max_length=max_length,
+    )
     if run_id:
         log_training(run_id, result)
     return result

@@ -323,26 +323,19 @@ def train_model(
     checkpoint_dir: str | None = None,
 ) -> TrainResult:
     """Train the recipe's method (never cached, never blindly retried); log its figures."""
-    checkpoints = Path(checkpoint_dir) if checkpoint_dir else None
-    if spec.distributed.processes > 1:
-        from tasks.training import launch
+    from tasks.training import launch
 
-        payload = launch.job(
-            "classifier",
-            tokenized,
-            base,
-            method,
-            spec,
-            Path(out_dir),
-            checkpoints,
-            labels=labels,
-            max_length=max_length,
-        )
-        result = launch.run_distributed(payload, spec.distributed.processes)
-    else:
-        result = train_classifier(
-            tokenized, base, method, spec, labels, max_length, Path(out_dir), checkpoints
-        )
+    result = launch.train(
+        "classifier",
+        tokenized,
+        base,
+        method,
+        spec,
+        Path(out_dir),
+        Path(checkpoint_dir) if checkpoint_dir else None,
+        labels=labels,
+        max_length=max_length,
+    )
     if run_id:
         log_training(run_id, result)
     return result

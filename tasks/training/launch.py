@@ -94,42 +94,70 @@ def run_distributed(payload: dict[str, Any], processes: int) -> TrainResult:
     return TrainResult(**json.loads(result.read_text()))
 
 
+def train_here(
+    kind: str,
+    tokenized: TokenizedRef,
+    base: BaseModelSpec,
+    method: Any,
+    spec: TrainSpec,
+    out_dir: Path,
+    checkpoint_dir: Path | None,
+    **extra: Any,
+) -> TrainResult:
+    """Train in this process: `train_causal` or `train_classifier` by `kind`."""
+    if kind == "causal":
+        from tasks.training.causal import train_causal
+
+        return train_causal(
+            tokenized,
+            base,
+            method,
+            spec,
+            extra["data_format"],
+            extra["max_length"],
+            out_dir,
+            checkpoint_dir,
+        )
+    from tasks.training.classifier import train_classifier
+
+    return train_classifier(
+        tokenized, base, method, spec, extra["labels"], extra["max_length"], out_dir, checkpoint_dir
+    )
+
+
+def train(
+    kind: str,
+    tokenized: TokenizedRef,
+    base: BaseModelSpec,
+    method: Any,
+    spec: TrainSpec,
+    out_dir: Path,
+    checkpoint_dir: Path | None,
+    **extra: Any,
+) -> TrainResult:
+    """Train in this process, or across `train.distributed.processes` under accelerate."""
+    if spec.distributed.processes <= 1:
+        return train_here(kind, tokenized, base, method, spec, out_dir, checkpoint_dir, **extra)
+    payload = job(kind, tokenized, base, method, spec, out_dir, checkpoint_dir, **extra)
+    return run_distributed(payload, spec.distributed.processes)
+
+
 def main(job_file: str) -> None:
     from tasks.training import METHODS
 
     payload = json.loads(Path(job_file).read_text())
-    tokenized = TokenizedRef(**payload["tokenized"])
-    base = BaseModelSpec(**payload["base"])
-    method = METHODS[payload["method"]["name"]].config(**payload["method"])
-    spec = TrainSpec(**payload["spec"])
+    extra = {k: payload[k] for k in ("labels", "data_format", "max_length") if k in payload}
+    result = train_here(
+        payload["kind"],
+        TokenizedRef(**payload["tokenized"]),
+        BaseModelSpec(**payload["base"]),
+        METHODS[payload["method"]["name"]].config(**payload["method"]),
+        TrainSpec(**payload["spec"]),
+        Path(payload["out_dir"]),
+        Path(payload["checkpoint_dir"]) if payload["checkpoint_dir"] else None,
+        **extra,
+    )
     out_dir = Path(payload["out_dir"])
-    checkpoints = Path(payload["checkpoint_dir"]) if payload["checkpoint_dir"] else None
-    if payload["kind"] == "causal":
-        from tasks.training.causal import train_causal
-
-        result = train_causal(
-            tokenized,
-            base,
-            method,
-            spec,
-            payload["data_format"],
-            payload["max_length"],
-            out_dir,
-            checkpoints,
-        )
-    else:
-        from tasks.training.classifier import train_classifier
-
-        result = train_classifier(
-            tokenized,
-            base,
-            method,
-            spec,
-            payload["labels"],
-            payload["max_length"],
-            out_dir,
-            checkpoints,
-        )
     if is_main_process():
         tmp = out_dir / f".{RESULT}.tmp"
         tmp.write_text(json.dumps(asdict(result)))
