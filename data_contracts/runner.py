@@ -30,6 +30,14 @@ from data_contracts.contract import (
 from data_contracts.report import CheckResult, Report
 
 TEXT = "_text"
+
+# Every character Python counts as whitespace (`str.isspace`, `\s` in `re`) apart from the blank,
+# written so that Python's re and RE2 (Arrow) read it alike: 2-digit escapes, literal characters
+# above U+00FF (RE2 has no `\u`, Python's re no `\x{...}`).
+SPACE_NOT_BLANK = (
+    "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f\\x85\\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+SPACE = " " + SPACE_NOT_BLANK
 WHERE = "_where"
 
 
@@ -84,6 +92,12 @@ def row_text(frame: pd.DataFrame, data_format: str) -> pd.Series:
     return frame["text"].astype(object).where(frame["text"].notna(), None)
 
 
+def _text_column(data_format: str) -> str:
+    """The column GX judges row text on: the data's own `text` column where the row text is that
+    column (GX fingerprints every column it is given, so a copy would be hashed twice)."""
+    return "text" if data_format in ("classification", "text") else TEXT
+
+
 def _sample(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
     return frame if len(frame) <= rows else frame.sample(n=rows, random_state=0)
 
@@ -123,7 +137,11 @@ def _gx_expectations(name: str, cfg: CheckConfig, data: ContractData, split: str
         ]
     if name == "empty_text":
         return [
-            gx.expectations.ExpectColumnValuesToNotMatchRegex(column=col, regex=r"^\s*$", meta=meta)
+            # "holds a character that is not whitespace", spelled so that pandas can hand it to
+            # Arrow (`\s` or `$` send every row through Python's re, several times slower)
+            gx.expectations.ExpectColumnValuesToMatchRegex(
+                column=col, regex=f"[^{SPACE}]", meta=meta
+            )
             for col in data.text_fields
         ]
     if name == "label_in_set" and data.format == "classification" and data.labels:
@@ -136,11 +154,18 @@ def _gx_expectations(name: str, cfg: CheckConfig, data: ContractData, split: str
         assert isinstance(cfg, TextLength)
         return [
             gx.expectations.ExpectColumnValueLengthsToBeBetween(
-                column=TEXT, min_value=cfg.min_chars, max_value=cfg.max_chars, meta=meta
+                column=_text_column(data.format),
+                min_value=cfg.min_chars,
+                max_value=cfg.max_chars,
+                meta=meta,
             )
         ]
     if name == "exact_duplicates" and split == "train":
-        return [gx.expectations.ExpectColumnValuesToBeUnique(column=TEXT, meta=meta)]
+        return [
+            gx.expectations.ExpectColumnValuesToBeUnique(
+                column=_text_column(data.format), meta=meta
+            )
+        ]
     return []
 
 
@@ -159,7 +184,7 @@ def _gx_frame(frame: pd.DataFrame, expectations: list[Any]) -> pd.DataFrame:
 def _run_gx(frame: pd.DataFrame, expectations: list[Any], split: str) -> list[Any]:
     if not expectations:
         return []
-    wheres = list(frame[WHERE])
+    wheres = frame[WHERE]  # looked up for the few example rows only
     frame = _gx_frame(frame, expectations)
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -189,7 +214,7 @@ def _run_gx(frame: pd.DataFrame, expectations: list[Any], split: str) -> list[An
     GX_RESULTS.append((split, context, result))
     for item in result.results:  # row ids back to file:line for the report
         for entry in item.result.get("partial_unexpected_index_list") or []:
-            entry[WHERE] = wheres[int(entry.pop(ROW))]
+            entry[WHERE] = wheres.iloc[int(entry.pop(ROW))]
     return list(result.results)
 
 
@@ -283,10 +308,12 @@ def _conflicting_labels(cfg: CheckConfig, data: ContractData) -> CheckResult | N
         return None
     assert isinstance(cfg, MaxShare)
     frame = data.train.dropna(subset=["text", "label"])
+    total = len(frame)
+    frame = frame[frame["text"].duplicated(keep=False)]  # only repeated texts can conflict
     per_text = frame.groupby("text", sort=False)["label"].nunique()
     conflicted = per_text[per_text > 1].index
     rows = frame[frame["text"].isin(conflicted)]
-    share = len(rows) / len(frame) if len(frame) else 0.0
+    share = len(rows) / total if total else 0.0
     examples = [
         f"{w}: {str(t)[:80]!r} labelled {lab!r}"
         for w, t, lab in rows[[WHERE, "text", "label"]].head(5).itertuples(index=False)
@@ -330,14 +357,25 @@ def _norm(value: Any) -> str:
     return " ".join(str(value).lower().split())
 
 
+# A text whose whitespace is not already single spaces between words.
+_UNTIDY = rf"[{SPACE_NOT_BLANK}]|^ | $|  "
+
+
 def _normalised(texts: pd.Series) -> Any:
-    """Lower-cased, whitespace-collapsed texts as an Arrow array (vectorised `_norm`)."""
+    """`_norm` of every text, as an Arrow array: lower-cased everywhere, whitespace collapsed only
+    in the few texts that need it (splitting and joining every text costs several times more)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    array = pa.array(texts.astype(object).where(texts.notna(), None), type=pa.string())
-    # split + join collapses and trims whitespace, about twice as fast as a regex replace
-    return pc.binary_join(pc.utf8_split_whitespace(pc.utf8_lower(array)), " ")
+    if texts.dtype == object:
+        texts = texts.where(texts.notna(), None)
+    lowered = pc.utf8_lower(pa.array(texts, type=pa.string(), from_pandas=True))
+    untidy = pc.fill_null(pc.match_substring_regex(lowered, _UNTIDY), False)
+    if pc.any(untidy).as_py():
+        untidy_texts = pc.utf8_trim_whitespace(pc.filter(lowered, untidy))
+        tidied = pc.binary_join(pc.utf8_split_whitespace(untidy_texts), " ")
+        lowered = pc.replace_with_mask(lowered, untidy, tidied)
+    return lowered
 
 
 def _contamination_exact(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
@@ -377,49 +415,80 @@ def _hash32(data: bytes) -> int:
     return int(xxhash.xxh32_intdigest(data))
 
 
-_MINHASH_CACHE: dict[tuple[int, int, int, int], list[Any]] = {}
+def _shingles(text: Any, size: int) -> set[bytes]:
+    words = _words(text)
+    if len(words) < size:
+        return {" ".join(words).encode()}
+    return {" ".join(words[i : i + size]).encode() for i in range(len(words) - size + 1)}
 
 
-def _train_minhashes(frame: pd.DataFrame, cfg: NearDuplicates) -> list[Any]:
-    """MinHashes of the train sample, shared by the near-duplicate and contamination checks."""
-    key = (id(frame), len(frame), cfg.num_perm, cfg.shingle)  # same sample, same settings
-    if key not in _MINHASH_CACHE:
-        _MINHASH_CACHE.clear()
-        _MINHASH_CACHE[key] = _minhashes(list(frame[TEXT]), cfg)
-    return _MINHASH_CACHE[key]
+def _fmix32(values: Any) -> Any:
+    """The MurmurHash3 finalizer on uint32 arrays: datasketch's pre-mix for its affine32 scheme."""
+    import numpy as np
+
+    u32 = np.uint32
+    values = values ^ (values >> u32(16))
+    values = values * u32(0x85EBCA6B)
+    values = values ^ (values >> u32(13))
+    values = values * u32(0xC2B2AE35)
+    return values ^ (values >> u32(16))
 
 
 def _minhashes(texts: list[Any], cfg: NearDuplicates) -> list[Any]:
-    from datasketch import MinHash
+    """datasketch MinHashes (affine32 scheme, xxhash instead of its default sha1) of each text's
+    word shingles. The permutations run on all texts' shingle hashes at once in numpy instead of
+    one `MinHash.update_batch` per text; the values are the same bit for bit (a unit test holds
+    them against `MinHash.bulk`)."""
+    import numpy as np
+    from datasketch import LeanMinHash, MinHash
 
-    sets = []
-    for text in texts:
-        words = _words(text)
-        if len(words) < cfg.shingle:
-            shingles = {" ".join(words).encode()}
-        else:
-            shingles = {
-                " ".join(words[i : i + cfg.shingle]).encode()
-                for i in range(len(words) - cfg.shingle + 1)
-            }
-        sets.append(shingles)
-    # xxhash instead of datasketch's default sha1: the same MinHash, several times cheaper.
-    return MinHash.bulk(sets, num_perm=cfg.num_perm, hashfunc=_hash32)
+    template = MinHash(num_perm=cfg.num_perm, hashfunc=_hash32, scheme="affine32")
+    mult, add = (np.asarray(p, dtype=np.uint32) for p in template.permutations)
+    sets = [_shingles(text, cfg.shingle) for text in texts]
+    counts = np.fromiter((len(s) for s in sets), dtype=np.int64, count=len(sets))
+    hashed = np.fromiter(
+        (_hash32(shingle) for shingles in sets for shingle in shingles),
+        dtype=np.uint32,
+        count=int(counts.sum()),
+    )
+    hashed = _fmix32(hashed)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    values = np.empty((len(sets), cfg.num_perm), dtype=np.uint32)
+    step = 1024  # texts per block: a block's (shingles x permutations) matrix stays small
+    for lo in range(0, len(sets), step):
+        hi = min(lo + step, len(sets))
+        block = hashed[starts[lo] : starts[hi], None] * mult + add  # uint32 wraps: mod 2^32
+        values[lo:hi] = np.minimum.reduceat(block, starts[lo:hi] - starts[lo], axis=0)
+    return [LeanMinHash(seed=template.seed, hashvalues=v, scheme="affine32") for v in values]
+
+
+_LSH_CACHE: dict[tuple[int, int, int, int, float], tuple[list[Any], Any]] = {}
+
+
+def _train_index(frame: pd.DataFrame, cfg: NearDuplicates) -> tuple[list[Any], Any]:
+    """MinHashes of the train sample and their LSH index, shared by the near-duplicate and the
+    near-contamination checks when their settings agree."""
+    from datasketch import MinHashLSH
+
+    key = (id(frame), len(frame), cfg.num_perm, cfg.shingle, cfg.threshold)
+    if key not in _LSH_CACHE:
+        _LSH_CACHE.clear()
+        hashes = _minhashes(list(frame[TEXT]), cfg)
+        lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
+        with lsh.insertion_session() as session:
+            for i, m in enumerate(hashes):
+                session.insert(i, m)
+        _LSH_CACHE[key] = (hashes, lsh)
+    return _LSH_CACHE[key]
 
 
 def _near_duplicates(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
     assert isinstance(cfg, NearDuplicates)
-    from datasketch import MinHashLSH
-
     frame = _train_sample(data, cfg.sample_rows)
     if len(frame) < 2:
         return None
-    hashes = _train_minhashes(frame, cfg)
-    lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
-    with lsh.insertion_session() as session:
-        for i, m in enumerate(hashes):
-            session.insert(i, m)
-    wheres = list(frame[WHERE])
+    hashes, lsh = _train_index(frame, cfg)
+    wheres = frame[WHERE]
     flagged: set[int] = set()
     examples: list[str] = []
     for i, m in enumerate(hashes):
@@ -427,7 +496,7 @@ def _near_duplicates(cfg: CheckConfig, data: ContractData) -> CheckResult | None
         if others:
             flagged.add(i)
             if len(examples) < 5 and i < others[0]:
-                examples.append(f"{wheres[i]} ~ {wheres[others[0]]}")
+                examples.append(f"{wheres.iloc[i]} ~ {wheres.iloc[others[0]]}")
     share = len(flagged) / len(frame)
     return CheckResult(
         "near_duplicates",
@@ -443,25 +512,19 @@ def _near_duplicates(cfg: CheckConfig, data: ContractData) -> CheckResult | None
 
 def _contamination_near(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
     assert isinstance(cfg, NearDuplicates)
-    from datasketch import MinHashLSH
-
     train = _train_sample(data, cfg.sample_rows)
     held = _sample(data.eval.dropna(subset=[TEXT]), cfg.sample_rows)
     if not len(train) or not len(held):
         return None
-    lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
-    train_hashes = _train_minhashes(train, cfg)
-    with lsh.insertion_session() as session:
-        for i, m in enumerate(train_hashes):
-            session.insert(i, m)
-    train_where, held_where = list(train[WHERE]), list(held[WHERE])
+    train_hashes, lsh = _train_index(train, cfg)
+    train_where, held_where = train[WHERE], held[WHERE]
     leaked, examples = 0, list[str]()
     for i, m in enumerate(_minhashes(list(held[TEXT]), cfg)):
         hits = [j for j in lsh.query(m) if m.jaccard(train_hashes[j]) >= cfg.threshold]
         if hits:
             leaked += 1
             if len(examples) < 5:
-                examples.append(f"{held_where[i]} ~ {train_where[hits[0]]}")
+                examples.append(f"{held_where.iloc[i]} ~ {train_where.iloc[hits[0]]}")
     share = leaked / len(held)
     note = _sample_note(data.train, train) or _sample_note(data.eval, held)
     return CheckResult(
@@ -661,7 +724,7 @@ def run_contract(contract: Contract, data: ContractData) -> Report:
     # which a later run may reuse).
     GX_RESULTS.clear()
     _SAMPLES.clear()
-    _MINHASH_CACHE.clear()
+    _LSH_CACHE.clear()
     collected: dict[str, list[Any]] = {}
     rows: dict[str, int] = {}
     for split, frame in (("train", data.train), ("eval", data.eval)):

@@ -155,11 +155,68 @@ def _decode(raw: bytes, name: str, issues: list[LoadIssue]) -> str:
         return raw.decode("utf-8", errors="replace")
 
 
-def _read_jsonl(text: str, name: str, issues: list[LoadIssue]) -> pd.DataFrame:
-    """Line by line (orjson), so a malformed line is reported as file:line and skipped.
+# JSONL files from this size up are read by Arrow's JSON reader (about three times faster than
+# orjson and a DataFrame built from dicts) in a child process: that reader once crashed the process
+# (segfault) on fuzzed input, which a loader of data that lands unattended cannot afford.
+ARROW_JSONL_BYTES = 8 * 2**20
+_ARROW_READER = """
+import sys
+import pyarrow.ipc as ipc
+import pyarrow.json as pj
+table = pj.read_json(sys.argv[1])
+with ipc.new_file(sys.argv[2], table.schema) as sink:
+    sink.write_table(table)
+"""
 
-    pyarrow's JSON reader is faster but crashed the process (segfault) on fuzzed input, which a
-    loader of data that lands unattended cannot afford."""
+
+def _flat_type(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_null(kind)
+    )
+
+
+def _read_jsonl_arrow(path: str, raw: bytes, name: str) -> pd.DataFrame | None:
+    """A local JSONL file read by Arrow in a child process; None unless that gave exactly one flat
+    record (text, numbers, booleans) per line, in which case the line-by-line reader takes over
+    and reports what is wrong where."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.ipc
+
+    lines = raw.count(b"\n") + (0 if raw.endswith(b"\n") else 1)
+    with tempfile.TemporaryDirectory(prefix="tuneline-jsonl-") as tmp:
+        table_file = Path(tmp) / "table.arrow"
+        try:
+            child = subprocess.run(
+                [sys.executable, "-c", _ARROW_READER, path, str(table_file)],
+                capture_output=True,
+                timeout=3600,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if child.returncode != 0 or not table_file.is_file():
+            return None  # a parse error (or a crash): the careful reader says where
+        with pa.OSFile(str(table_file)) as handle:
+            table = pyarrow.ipc.open_file(handle).read_all()
+    if table.num_rows != lines or not all(_flat_type(f.type) for f in table.schema):
+        return None  # blank lines (numbering), nested values or inferred dates: careful reader
+    frame = table.to_pandas()
+    frame["_where"] = [f"{name}:{n}" for n in range(1, len(frame) + 1)]
+    return frame
+
+
+def _read_jsonl(text: str, name: str, issues: list[LoadIssue]) -> pd.DataFrame:
+    """Line by line (orjson), so a malformed line is reported as file:line and skipped."""
     import orjson
 
     all_lines = text.splitlines()
@@ -211,8 +268,13 @@ def _read_file(source: str, issues: list[LoadIssue]) -> pd.DataFrame:
         frame["_where"] = [f"{name}:row {i + 1}" for i in range(len(frame))]
         return frame
     raw = _read_bytes(source)
+    known = len(issues)
     text = _decode(raw, name, issues)
     if suffix == ".jsonl":
+        if len(raw) >= ARROW_JSONL_BYTES and len(issues) == known and not _is_url(source):
+            frame = _read_jsonl_arrow(source, raw, name)
+            if frame is not None:
+                return frame
         return _read_jsonl(text, name, issues)
     if suffix == ".json":
         try:
