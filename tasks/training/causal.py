@@ -9,6 +9,8 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,36 @@ def use_packing(model: Any, choice: bool | None) -> bool:
         return choice
     implementation = str(getattr(model.config, "_attn_implementation", "") or "")
     return "flash" in implementation
+
+
+# Devices where a batch's shapes may change from step to step at no cost (nothing is compiled per
+# shape, unlike XLA devices).
+_EAGER_DEVICES = ("cpu", "cuda", "xpu", "mps")
+
+
+@contextmanager
+def labelled_positions_only() -> Iterator[None]:
+    """While it lasts, trl's fused LM head projects only the positions that carry a label.
+
+    trl does that only where its Triton kernels run (CUDA, XPU); on other devices it projects every
+    position, prompt and padding included, so that XLA devices see one shape. In eager PyTorch a
+    varying shape costs nothing, and in demonstrations most positions are prompt: the loss, its
+    gradients and the logged metrics are the same, for a fraction of the LM head's work."""
+    from trl.trainer import utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None:  # a trl without this switch: its own choice stands
+        yield
+        return
+
+    def compact(device: Any) -> bool:
+        return device.type in _EAGER_DEVICES or bool(original(device))
+
+    trl_utils._use_triton = compact
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
 
 
 def _eval_rows(tokenized: TokenizedRef, spec: TrainSpec, total: int) -> Any:
@@ -252,7 +284,8 @@ def fit(
     counter = TokenCounter(trainer.data_collator, trainer.model)
     trainer.data_collator = counter
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with labelled_positions_only():
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     elapsed = time.perf_counter() - started
     # Throughput counts training only: the held-out loss curve's evaluations run inside train().
     evaluating = sum(float(h.get("eval_runtime", 0.0)) for h in trainer.state.log_history)

@@ -143,3 +143,39 @@ def test_train_causal_reports_its_figures(tiny_causal_lm: Path, tmp_path: Path) 
     assert manifest["prompt_style"] == "chat" and manifest["objective"] == "lm"
     assert (Path(result.path) / "base" / "config.json").is_file(), "a local base travels along"
     assert not list(tmp_path.glob(".*partial")), "staging folder left behind"
+
+
+def test_labelled_positions_only_changes_cost_not_results(tiny_causal_lm: Path) -> None:
+    """trl's fused LM head restricted to labelled positions on CPU: same loss, gradients and
+    metrics as its every-position path (and the switch really is on inside the context)."""
+    from transformers import AutoModelForCausalLM
+    from trl.trainer import utils as trl_utils
+
+    from tasks.training.causal import labelled_positions_only
+
+    cpu = torch.device("cpu")
+    assert not trl_utils._use_triton(cpu)  # trl's own choice on CPU: every position
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm)
+    trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, model.config.vocab_size, (4, 40), generator=generator)
+    labels = ids.clone()
+    labels[:, :30] = -100  # a prompt
+    labels[0, 35:] = -100  # padding
+    mask = torch.ones_like(ids)
+    mask[0, 35:] = 0
+
+    def run() -> tuple[torch.Tensor, ...]:
+        model.zero_grad()
+        out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+        out.loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        return out.loss.detach(), out.entropy.detach(), out.is_top1.detach(), grads
+
+    every = run()
+    with labelled_positions_only():
+        assert trl_utils._use_triton(cpu)
+        labelled = run()
+    assert not trl_utils._use_triton(cpu)  # restored
+    for a, b in zip(every, labelled, strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5, rtol=1e-4)
