@@ -31,21 +31,24 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
 
 class PaddingCounter:
-    """A dynamic-padding collator that also counts real and padded tokens."""
+    """A dynamic-padding collator that also counts real and padded tokens of training batches
+    (not of the held-out loss evaluations that run in between)."""
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, model: Any) -> None:
         from transformers import DataCollatorWithPadding
 
         self.pad = DataCollatorWithPadding(tokenizer)
+        self.model = model
         self.real_tokens = 0
         self.total_tokens = 0
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         kept = [{k: v for k, v in f.items() if k in MODEL_INPUTS} for f in features]
         batch = self.pad(kept)
-        mask = batch["attention_mask"]
-        self.real_tokens += int(mask.sum())
-        self.total_tokens += int(mask.numel())
+        if self.model.training:
+            mask = batch["attention_mask"]
+            self.real_tokens += int(mask.sum())
+            self.total_tokens += int(mask.numel())
         return batch
 
     @property
@@ -133,7 +136,7 @@ def fit(
         callbacks = [*(callbacks or []), *checkpoints.callbacks(model, resume)]
 
     train = labelled(load_split(tokenized, "train"))
-    collator = PaddingCounter(tokenizer)
+    collator = PaddingCounter(tokenizer, model)
     # A held-out loss curve: a few evaluations on at most `eval_loss_rows` eval rows.
     eval_curve = None
     total = total_steps(len(train), spec)
