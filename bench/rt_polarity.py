@@ -12,15 +12,21 @@ from pathlib import Path
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "rt-polarity"
 
 
+def sentences(data_dir: Path = DEFAULT_DATA) -> list[tuple[str, str]]:
+    """Every non-blank sentence as (text, label): the positive file's, then the negative's."""
+    out = []
+    for name, label in (("rt-polarity.pos", "positive"), ("rt-polarity.neg", "negative")):
+        for line in (data_dir / name).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                out.append((line.strip(), label))
+    return out
+
+
 def write_split(
     out: Path, data_dir: Path = DEFAULT_DATA, n_train: int = 2000, n_eval: int = 1000, seed: int = 0
 ) -> tuple[Path, Path]:
     """Shuffle both polarities with `seed`; first `n_train` rows train, last `n_eval` evaluate."""
-    rows = []
-    for name, label in (("rt-polarity.pos", "positive"), ("rt-polarity.neg", "negative")):
-        for line in (data_dir / name).read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                rows.append({"text": line.strip(), "label": label})
+    rows = [{"text": text, "label": label} for text, label in sentences(data_dir)]
     random.Random(seed).shuffle(rows)
     out.mkdir(parents=True, exist_ok=True)
     train, evaluation = out / "train.jsonl", out / "eval.jsonl"

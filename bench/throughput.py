@@ -33,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rt_polarity import DEFAULT_DATA, write_split  # noqa: E402
+from rt_polarity import DEFAULT_DATA, sentences, write_split  # noqa: E402
 
 LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1, "target_modules": ["query", "value"]}
 TRAIN = {"epochs": 3, "batch_size": 16, "learning_rate": 1e-3, "seed": 0, "warmup_ratio": 0.0}
@@ -211,11 +211,7 @@ def rerun(data_dir: Path, work: Path) -> dict[str, Any]:
 
 def instruction_rows(data_dir: Path, n: int, seed: int = 0) -> list[dict[str, str]]:
     """Alpaca rows from the sentences: short answers (the sentiment) and long ones (the review)."""
-    rows = []
-    for name, label in (("rt-polarity.pos", "positive"), ("rt-polarity.neg", "negative")):
-        for line in (data_dir / name).read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                rows.append((line.strip(), label))
+    rows = sentences(data_dir)
     rng = random.Random(seed)
     rng.shuffle(rows)
     out = []

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from rt_polarity import DEFAULT_DATA  # noqa: E402
+from rt_polarity import DEFAULT_DATA, sentences  # noqa: E402
 from validate_scale import write_rows  # noqa: E402
 
 
@@ -26,11 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="50000,500000")
     args = parser.parse_args()
-    sentences = []
-    for name, label in (("rt-polarity.pos", "positive"), ("rt-polarity.neg", "negative")):
-        for line in (DEFAULT_DATA / name).read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                sentences.append((line.strip(), label))
+    pairs = sentences(DEFAULT_DATA)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TUNELINE_HOME"] = str(Path(tmp) / "home")
         from tasks.data import DataSpec, load
@@ -42,8 +38,8 @@ def main() -> None:
         results = {}
         for n in [int(s) for s in args.sizes.split(",")]:
             train, held = Path(tmp) / f"train-{n}.jsonl", Path(tmp) / f"eval-{n}.jsonl"
-            write_rows(train, n, sentences)
-            write_rows(held, max(n // 100, 100), sentences, offset=n)
+            write_rows(train, n, pairs)
+            write_rows(held, max(n // 100, 100), pairs, offset=n)
             data = load(DataSpec(train=str(train), eval=str(held), labels=["negative", "positive"]))
             started = time.perf_counter()
             ref = tokenize(data, base, TokenizeSpec(max_length=128))

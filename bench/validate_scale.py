@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rt_polarity import DEFAULT_DATA  # noqa: E402
+from rt_polarity import DEFAULT_DATA, sentences  # noqa: E402
 
 
 def write_rows(path: Path, n: int, sentences: list[tuple[str, str]], offset: int = 0) -> None:
@@ -33,11 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="100000,1000000")
     args = parser.parse_args()
-    sentences = []
-    for name, label in (("rt-polarity.pos", "positive"), ("rt-polarity.neg", "negative")):
-        for line in (DEFAULT_DATA / name).read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                sentences.append((line.strip(), label))
+    pairs = sentences(DEFAULT_DATA)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TUNELINE_HOME"] = str(Path(tmp) / "home")
         import datasketch  # noqa: F401
@@ -49,8 +45,8 @@ def main() -> None:
         results = {}
         for n in [int(s) for s in args.sizes.split(",")]:
             train, held = Path(tmp) / f"train-{n}.jsonl", Path(tmp) / f"eval-{n}.jsonl"
-            write_rows(train, n, sentences)
-            write_rows(held, max(n // 100, 100), sentences, offset=n)
+            write_rows(train, n, pairs)
+            write_rows(held, max(n // 100, 100), pairs, offset=n)
             spec = DataSpec(train=str(train), eval=str(held), labels=["negative", "positive"])
             started = time.perf_counter()
             data = load(spec)

@@ -367,9 +367,7 @@ def _normalised(texts: pd.Series) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if texts.dtype == object:
-        texts = texts.where(texts.notna(), None)
-    lowered = pc.utf8_lower(pa.array(texts, type=pa.string(), from_pandas=True))
+    lowered = pc.utf8_lower(pa.array(texts, type=pa.string(), from_pandas=True))  # NaN: null
     untidy = pc.fill_null(pc.match_substring_regex(lowered, _UNTIDY), False)
     if pc.any(untidy).as_py():
         untidy_texts = pc.utf8_trim_whitespace(pc.filter(lowered, untidy))

@@ -59,6 +59,15 @@ class RegistryUnavailable(RegistryError):
     retryable = True
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when the message is empty), secrets
+    masked: what a one-line error shows of the library failure beneath it."""
+    from tasks.secrets import redact
+
+    text = redact(str(exc).strip())
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect `retry_condition_fn`: retry I/O failures, never a user mistake."""
     data = getattr(state, "data", None)

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tasks.errors import ModelError
+from tasks.errors import ModelError, first_line
 
 PACKAGE_SCHEME = "package:"
 TINY_SCHEME = "tiny:"
@@ -165,7 +165,7 @@ def load_tokenizer(spec: BaseModelSpec) -> Any:
 
 
 def _load_failure(spec: BaseModelSpec, exc: Exception) -> str:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first_line(exc)
     return (
         f"base_model.path: cannot load '{spec.path}': {first}. Name a local folder, "
         "an installed package model (package:<module>/<subpath>) or a reachable hub id"

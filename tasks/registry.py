@@ -22,6 +22,7 @@ from tasks.errors import (
     RegistryError,
     RegistryUnavailable,
     TunelineError,
+    first_line,
     retry_unless_user_error,
 )
 from tasks.evaluation import EvalResult
@@ -296,6 +297,24 @@ def reachable() -> bool:
     return True
 
 
+def _register_or_outage(
+    arguments: tuple[str, str, TrainResult, EvalResult, GateSpec, dict[str, str]], what_next: str
+) -> RegistrationRef:
+    """`register`, telling an outage from a refusal: when MLflow does not answer at all, a
+    `RegistryUnavailable` (retried, then shown) ending with `what_next`; anything else as it is."""
+    try:
+        return register(*arguments)
+    except TunelineError:
+        raise
+    except Exception as exc:
+        if reachable():
+            raise  # MLflow answers: not an outage, keep the real error
+        raise RegistryUnavailable(
+            f"MLflow at {redact(settings.tracking_uri())} does not answer ({first_line(exc)}); "
+            f"{what_next}"
+        ) from None
+
+
 @task(
     name="register_model",
     retries=len(settings.registry_retry_delays()),
@@ -313,19 +332,12 @@ def register_model(
 ) -> RegistrationRef:
     """Register the trained model with its lineage and apply the promotion gate. When MLflow
     does not answer, wait and retry; the last failure says how to register the kept artifacts."""
-    try:
-        registered = register(name, run_id, train, ev, gate, lineage)
-    except TunelineError:
-        raise
-    except Exception as exc:
-        if reachable():
-            raise  # MLflow answers: not an outage, keep the real error
-        later = f"`tuneline register {pending}`" if pending else "`tuneline register RUN_FOLDER`"
-        raise RegistryUnavailable(
-            f"MLflow at {redact(settings.tracking_uri())} does not answer ({_first_line(exc)}); "
-            f"'{name}' was trained and evaluated but not registered. Nothing was lost: once MLflow "
-            f"answers again, run {later}"
-        ) from None
+    later = f"`tuneline register {pending}`" if pending else "`tuneline register RUN_FOLDER`"
+    registered = _register_or_outage(
+        (name, run_id, train, ev, gate, lineage),
+        f"'{name}' was trained and evaluated but not registered. Nothing was lost: once MLflow "
+        f"answers again, run {later}",
+    )
     if pending:
         mark_registered(pending, registered)
     return registered
@@ -392,18 +404,10 @@ def register_pending(path: str) -> RegistrationRef:
         raise RegistryError(f"{path}: the trained artifact {train.path} is gone; re-run the recipe")
     ev = EvalResult(**payload["eval"])
     gate = GateSpec(**payload["gate"])
-    try:
-        registered = register(
-            payload["name"], payload["run_id"], train, ev, gate, payload["lineage"]
-        )
-    except TunelineError:
-        raise
-    except Exception as exc:
-        raise RegistryUnavailable(
-            f"MLflow at {redact(settings.tracking_uri())} still does not answer "
-            f"({_first_line(exc)}); "
-            "try again later"
-        ) from None
+    registered = _register_or_outage(
+        (payload["name"], payload["run_id"], train, ev, gate, payload["lineage"]),
+        "try again later",
+    )
     mark_registered(str(file.parent), registered)
     with contextlib.suppress(Exception):
         tracking.end(payload["run_id"])
@@ -444,13 +448,8 @@ def _version(name: str, version: str) -> Any:
         return mlc.get_model_version(name, version)
     except Exception as exc:
         raise RegistryError(
-            f"model '{name}' has no version {version} ({_first_line(exc)})"
+            f"model '{name}' has no version {version} ({first_line(exc)})"
         ) from None
-
-
-def _first_line(exc: Exception) -> str:
-    text = redact(str(exc).strip())
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def promote(name: str, version: str, who: str = "manual") -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import ModelError
+from tasks.errors import ModelError, first_line
 
 
 def reward_artifact(reference: str) -> Path:
@@ -20,7 +20,7 @@ def reward_artifact(reference: str) -> Path:
         try:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=reference))
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelError(
                 f"method.reward_model: cannot load '{reference}' ({first}); train and register "
                 "a reward model first (a recipe with method `reward`), or name a folder"

@@ -82,7 +82,7 @@ def install_log_redaction() -> None:
 
 def prefect_secret(block_name: str) -> str:
     """The value of a Prefect Secret block (masked from then on), or a clear error."""
-    from tasks.errors import ModelError
+    from tasks.errors import ModelError, first_line
 
     try:
         from prefect.blocks.system import Secret
@@ -90,7 +90,7 @@ def prefect_secret(block_name: str) -> str:
         block: Any = Secret.load(block_name)  # synchronous here (no running event loop)
         value = str(block.get())
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ModelError(
             f"Prefect Secret block '{block_name}' cannot be read ({first}); create it in the "
             "Prefect UI (Blocks > Secret) or with `prefect block create secret`"

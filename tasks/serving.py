@@ -98,13 +98,13 @@ def load_registered(model_uri: str) -> Any:
     import mlflow
 
     from tasks import settings
-    from tasks.errors import ModelError
+    from tasks.errors import ModelError, first_line
 
     mlflow.set_tracking_uri(settings.tracking_uri())
     try:
         return mlflow.pyfunc.load_model(model_uri)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ModelError(
             f"cannot load '{model_uri}': {first}. List what is registered with `tuneline models`"
         ) from None
