@@ -223,11 +223,15 @@ GX_RESULTS: list[tuple[str, Any, Any]] = []
 
 
 def _examples(result: dict[str, Any]) -> list[str]:
+    """`file:line: field value` for the rows GX names (`field missing` for a null)."""
     out = []
     for item in result.get("partial_unexpected_index_list") or []:
         where = item.get(WHERE, "?")
-        value = next((v for k, v in item.items() if k != WHERE), None)
-        out.append(f"{where}: {str(value)[:100]!r}")
+        column, value = next(((k, v) for k, v in item.items() if k != WHERE), ("value", None))
+        field = "text" if column == TEXT else column
+        missing = value is None or (isinstance(value, float) and value != value)  # None or NaN
+        shown = "missing" if missing else repr(str(value)[:100])
+        out.append(f"{where}: {field} {shown}")
     return out
 
 
