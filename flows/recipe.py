@@ -282,6 +282,68 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
             base["path"] = str(local.resolve())
 
 
+# How many values a recipe may hold once its YAML aliases are expanded. A recipe written out by
+# hand has a few hundred; aliases can make a short file expand exponentially ("billion laughs"),
+# which hangs validation or the flow's parameter handling instead of failing.
+MAX_YAML_VALUES = 100_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _check_nodes(root: yaml.Node, source: str) -> None:
+    """Refuse duplicate keys (YAML keeps the last one silently) and aliases that expand past
+    `MAX_YAML_VALUES`, each as one `file:line` line. Sizes are memoised per node, so the walk is
+    linear in the file even for a bomb."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        line = node.start_mark.line + 1
+        if key in open_nodes:
+            raise RecipeError(f"{source}:{line}: a YAML alias refers to the value holding it")
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                    name, at = str(key_node.value), key_node.start_mark.line + 1
+                    if name in seen:
+                        raise RecipeError(
+                            f"{source}:{at}: key '{name}' appears twice (first on line "
+                            f"{seen[name]}); keep one"
+                        )
+                    seen[name] = at
+                total += size(key_node) + size(value_node)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        open_nodes.discard(key)
+        if total > MAX_YAML_VALUES:
+            raise RecipeError(
+                f"{source}:{line}: YAML aliases expand this value to more than "
+                f"{MAX_YAML_VALUES:,} values; a recipe is a short file: write the values out"
+            )
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    """`yaml.safe_load`, with the node tree checked (`_check_nodes`) before it is built."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _check_nodes(root, source)
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
 def parse_recipe(
     text: str,
     source: str = "<recipe>",
@@ -291,7 +353,7 @@ def parse_recipe(
     if len(text) > 1_000_000:
         raise RecipeError(f"{source}: recipe is larger than 1 MB; a recipe is a short YAML file")
     try:
-        raw = yaml.safe_load(text)
+        raw = _load_yaml(text, source)
     except RecursionError:
         raise RecipeError(f"{source}: YAML nested too deeply to be a recipe") from None
     except yaml.YAMLError as exc:

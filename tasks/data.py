@@ -130,7 +130,13 @@ def expand_source(source: str) -> list[str]:
         if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
             return [str(path)]
         files = [p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES]
-        files = [p for p in files if not any(part.startswith((".", "_")) for part in p.parts)]
+        # Hidden and underscore names (`.git/`, `_SUCCESS`, `_tmp/`) are skipped inside the data
+        # folder only: the folders above it (`/data/_curated/`) are the user's choice of place.
+        files = [
+            p
+            for p in files
+            if not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+        ]
         return sorted(str(p) for p in files)
     if path.is_file():
         return [str(path)]
