@@ -8,6 +8,7 @@ fingerprint under the cache, and tasks pass a `DataRef` (paths), never the data.
 
 from __future__ import annotations
 
+import codecs
 import glob as globlib
 import hashlib
 import io
@@ -39,7 +40,11 @@ FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {"alpaca": ("input",), "preference": ("prompt",)}
 SUFFIXES = {".jsonl", ".json", ".csv", ".parquet", ".txt"}
-LOADER_VERSION = "2"
+LOADER_VERSION = "3"
+# The longest record read: a JSONL line (bytes), or the text of a CSV row, JSON object or text
+# document (characters). Far above any real training example, far below what one runaway record
+# (a whole dump on one line) costs the checks and the tokenizer downstream.
+MAX_RECORD_BYTES = 8 * 2**20
 
 
 class EvalSplit(BaseModel):
@@ -74,6 +79,12 @@ class DataSpec(BaseModel):
         default=None,
         description="Declared label set for classification (order fixes label ids); "
         "inferred from the training data when absent.",
+    )
+    max_record_bytes: int = Field(
+        default=MAX_RECORD_BYTES,
+        gt=0,
+        description="Longest record read (a JSONL line in bytes; a CSV row, JSON object or text "
+        "document in characters); a longer one is skipped and reported as file:line.",
     )
 
 
@@ -167,9 +178,13 @@ def _decode(raw: bytes, name: str, issues: list[LoadIssue]) -> str:
 ARROW_JSONL_BYTES = 8 * 2**20
 _ARROW_READER = """
 import sys
+import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.json as pj
-table = pj.read_json(sys.argv[1])
+source = pa.memory_map(sys.argv[1])
+if source.read(3) != b"\\xef\\xbb\\xbf":  # a UTF-8 byte order mark is skipped
+    source.seek(0)
+table = pj.read_json(source)
 with ipc.new_file(sys.argv[2], table.schema) as sink:
     sink.write_table(table)
 """
@@ -225,7 +240,12 @@ def _read_jsonl(text: str, name: str, issues: list[LoadIssue]) -> pd.DataFrame:
     """Line by line (orjson), so a malformed line is reported as file:line and skipped."""
     import orjson
 
-    all_lines = text.splitlines()
+    # Lines end at "\n" only: `str.splitlines` would also cut at U+2028, form feeds and the
+    # like, which JSON strings may hold unescaped (and would disagree with the line numbers the
+    # other readers give).
+    all_lines = text.split("\n")
+    if all_lines[-1] == "":
+        all_lines.pop()
     if all(line.strip() for line in all_lines):
         # Fast path: every line non-blank, so one parse of the lines as a JSON array keeps the
         # line numbers; any bad line sends the file through the line-by-line path below.
@@ -262,7 +282,71 @@ def _read_jsonl(text: str, name: str, issues: list[LoadIssue]) -> pd.DataFrame:
     return frame
 
 
-def _read_file(source: str, issues: list[LoadIssue]) -> pd.DataFrame:
+def _drop_long_lines(raw: bytes, limit: int, name: str, issues: list[LoadIssue]) -> bytes:
+    """`raw` with every line longer than `limit` bytes emptied (its newline kept, so the line
+    numbers stay) and reported; one vectorised pass over the newlines, no copy unless needed."""
+    if len(raw) <= limit:
+        return raw
+    import numpy as np
+
+    ends = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 0x0A)
+    ends = np.append(ends, len(raw))
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    long = np.flatnonzero(ends - starts > limit)
+    if not len(long):
+        return raw
+    kept, position = [], 0
+    for index in long.tolist():
+        size = int(ends[index] - starts[index])
+        issues.append(
+            LoadIssue(
+                f"{name}:{index + 1}",
+                f"record of {size:,} bytes is longer than data.max_record_bytes ({limit:,}); "
+                "skipped",
+            )
+        )
+        kept.append(raw[position : int(starts[index])])
+        position = int(ends[index])
+    kept.append(raw[position:])
+    return b"".join(kept)
+
+
+def _drop_long_records(
+    frame: pd.DataFrame, limit: int, name: str, issues: list[LoadIssue]
+) -> pd.DataFrame:
+    """`frame` without the records whose text is longer than `limit` characters (reported by
+    their `_where`); only looked at when the file itself is longer than the limit."""
+    columns = [c for c in frame.columns if c != "_where" and _may_hold_text(frame[c])]
+    if not columns or not len(frame):
+        return frame
+    sizes = sum(_text_lengths(frame[c]) for c in columns)
+    long = sizes > limit
+    if not long.any():
+        return frame
+    for where, size in zip(frame.loc[long, "_where"], sizes[long], strict=True):
+        issues.append(
+            LoadIssue(
+                where,
+                f"record of {int(size):,} characters is longer than data.max_record_bytes "
+                f"({limit:,}); skipped",
+            )
+        )
+    return frame[~long].reset_index(drop=True)
+
+
+def _may_hold_text(column: pd.Series) -> bool:
+    return column.dtype == object or isinstance(column.dtype, pd.StringDtype)
+
+
+def _text_lengths(column: pd.Series) -> pd.Series:
+    if isinstance(column.dtype, pd.StringDtype):
+        return column.str.len().fillna(0).astype("int64")
+    return column.map(lambda v: len(v) if isinstance(v, str) else 0).astype("int64")
+
+
+def _read_file(
+    source: str, issues: list[LoadIssue], max_record_bytes: int = MAX_RECORD_BYTES
+) -> pd.DataFrame:
     suffix = Path(source.split("?")[0]).suffix.lower()
     name = redact(source) if _is_url(source) else os.path.relpath(source)
     if suffix == ".parquet":
@@ -273,15 +357,25 @@ def _read_file(source: str, issues: list[LoadIssue]) -> pd.DataFrame:
             return pd.DataFrame()
         frame["_where"] = [f"{name}:row {i + 1}" for i in range(len(frame))]
         return frame
-    raw = _read_bytes(source)
+    # Many Windows tools open UTF-8 files with a byte order mark; it is not part of the data.
+    raw = _read_bytes(source).removeprefix(codecs.BOM_UTF8)
     known = len(issues)
-    text = _decode(raw, name, issues)
     if suffix == ".jsonl":
+        raw = _drop_long_lines(raw, max_record_bytes, name, issues)
+        text = _decode(raw, name, issues)
         if len(raw) >= ARROW_JSONL_BYTES and len(issues) == known and not _is_url(source):
             frame = _read_jsonl_arrow(source, raw, name)
             if frame is not None:
                 return frame
         return _read_jsonl(text, name, issues)
+    frame = _read_text_file(suffix, _decode(raw, name, issues), name, issues)
+    if len(raw) > max_record_bytes:
+        frame = _drop_long_records(frame, max_record_bytes, name, issues)
+    return frame
+
+
+def _read_text_file(suffix: str, text: str, name: str, issues: list[LoadIssue]) -> pd.DataFrame:
+    """A JSON, CSV or TXT file's records."""
     if suffix == ".json":
         try:
             payload = json.loads(text)
@@ -314,7 +408,9 @@ def _read_file(source: str, issues: list[LoadIssue]) -> pd.DataFrame:
     return pd.DataFrame()
 
 
-def read_table(source: str) -> tuple[pd.DataFrame, list[LoadIssue]]:
+def read_table(
+    source: str, max_record_bytes: int = MAX_RECORD_BYTES
+) -> tuple[pd.DataFrame, list[LoadIssue]]:
     """Read every file behind `source` into one table; returns (table, issues)."""
     files = expand_source(source)
     if not files:
@@ -328,7 +424,7 @@ def read_table(source: str) -> tuple[pd.DataFrame, list[LoadIssue]]:
         if not _is_url(file) and Path(file).is_dir():
             frames.append(_read_saved_dataset(file))
         else:
-            frames.append(_read_file(file, issues))
+            frames.append(_read_file(file, issues, max_record_bytes))
     frames = [f for f in frames if len(f.columns)]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"_where": []})
     return table, issues
@@ -440,7 +536,15 @@ def split_eval(
 
 
 def _fingerprint(spec: DataSpec, train_hash: str, split_key: str) -> str:
-    payload = [train_hash, split_key, spec.format, spec.fields, spec.labels, LOADER_VERSION]
+    payload = [
+        train_hash,
+        split_key,
+        spec.format,
+        spec.fields,
+        spec.labels,
+        spec.max_record_bytes,
+        LOADER_VERSION,
+    ]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:20]
 
 
@@ -491,10 +595,11 @@ def load(spec: DataSpec, seed: int = 42) -> DataRef:
     found = cached(spec, seed, fingerprint) if fingerprint else None
     if found is not None:
         return found
-    train_raw, issues = read_table(spec.train)  # a missing source fails here, clearly
+    # a missing source fails here, clearly
+    train_raw, issues = read_table(spec.train, spec.max_record_bytes)
     eval_raw = None
     if isinstance(spec.eval, str):
-        eval_raw, eval_issues = read_table(spec.eval)
+        eval_raw, eval_issues = read_table(spec.eval, spec.max_record_bytes)
         issues += eval_issues
     train = normalise(train_raw, spec, issues)
     if eval_raw is not None:
