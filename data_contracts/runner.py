@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -357,8 +358,26 @@ def _label_balance(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
     )
 
 
+def _without_format_characters(text: str) -> str:
+    """`text` without invisible format characters (Unicode category Cf: zero-width space and
+    joiners, the byte order mark, the soft hyphen, bidi marks...). Looks at each distinct
+    character once: a table of every Cf character takes most of a second to build."""
+    hidden = {ord(c): None for c in set(text) if unicodedata.category(c) == "Cf"}
+    return text.translate(hidden) if hidden else text
+
+
+def _canonical(text: str) -> str:
+    """The form two texts are compared in: without format characters, NFKC-normalised (composed
+    accents, compatibility forms such as full-width letters and ligatures) and case folded. An
+    ASCII text is its own lower case: it holds no format character and NFKC leaves it alone."""
+    if text.isascii():
+        return text.lower()
+    text = unicodedata.normalize("NFKC", _without_format_characters(text))
+    return unicodedata.normalize("NFKC", text.casefold())  # folding may undo the composition
+
+
 def _norm(value: Any) -> str:
-    return " ".join(str(value).lower().split())
+    return " ".join(_canonical(str(value)).split())
 
 
 # A text whose whitespace is not already single spaces between words.
@@ -366,12 +385,18 @@ _UNTIDY = rf"[{SPACE_NOT_BLANK}]|^ | $|  "
 
 
 def _normalised(texts: pd.Series) -> Any:
-    """`_norm` of every text, as an Arrow array: lower-cased everywhere, whitespace collapsed only
-    in the few texts that need it (splitting and joining every text costs several times more)."""
+    """`_norm` of every text, as an Arrow array: lower-cased by Arrow, the few texts that are not
+    pure ASCII made `_canonical` in Python, whitespace collapsed only in the texts that need it
+    (splitting and joining every text costs several times more)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    lowered = pc.utf8_lower(pa.array(texts, type=pa.string(), from_pandas=True))  # NaN: null
+    original = pa.array(texts, type=pa.string(), from_pandas=True)  # NaN: null
+    lowered = pc.utf8_lower(original)
+    unusual = pc.fill_null(pc.invert(pc.string_is_ascii(original)), False)
+    if pc.any(unusual).as_py():
+        folded = [_canonical(t) for t in pc.filter(original, unusual).to_pylist()]
+        lowered = pc.replace_with_mask(lowered, unusual, pa.array(folded, type=pa.string()))
     untidy = pc.fill_null(pc.match_substring_regex(lowered, _UNTIDY), False)
     if pc.any(untidy).as_py():
         untidy_texts = pc.utf8_trim_whitespace(pc.filter(lowered, untidy))
@@ -408,7 +433,9 @@ _WORD = re.compile(r"\w+")
 
 
 def _words(text: Any) -> list[str]:
-    return _WORD.findall(str(text).lower()) if text is not None else []
+    """The words of a text in `_canonical` form, so that an accent written decomposed or a
+    zero-width space inside a word does not change the shingles a near-duplicate is found by."""
+    return _WORD.findall(_canonical(str(text))) if text is not None else []
 
 
 def _hash32(data: bytes) -> int:
