@@ -391,16 +391,20 @@ def _normalised(texts: pd.Series) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    original = pa.array(texts, type=pa.string(), from_pandas=True)  # NaN: null
+    original = pa.array(texts, type=pa.large_string(), from_pandas=True)  # NaN: null
+    if isinstance(original, pa.ChunkedArray):  # pandas' Arrow-backed strings come in chunks,
+        original = original.combine_chunks()  # which `replace_with_mask` does not take
     lowered = pc.utf8_lower(original)
     unusual = pc.fill_null(pc.invert(pc.string_is_ascii(original)), False)
     if pc.any(unusual).as_py():
         folded = [_canonical(t) for t in pc.filter(original, unusual).to_pylist()]
-        lowered = pc.replace_with_mask(lowered, unusual, pa.array(folded, type=pa.string()))
+        lowered = pc.replace_with_mask(lowered, unusual, pa.array(folded, type=original.type))
     untidy = pc.fill_null(pc.match_substring_regex(lowered, _UNTIDY), False)
     if pc.any(untidy).as_py():
         untidy_texts = pc.utf8_trim_whitespace(pc.filter(lowered, untidy))
-        tidied = pc.binary_join(pc.utf8_split_whitespace(untidy_texts), " ")
+        tidied = pc.binary_join(
+            pc.utf8_split_whitespace(untidy_texts), pa.scalar(" ", original.type)
+        )
         lowered = pc.replace_with_mask(lowered, untidy, tidied)
     return lowered
 

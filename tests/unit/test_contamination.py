@@ -96,3 +96,14 @@ def test_the_canonical_form() -> None:
     assert runner._norm("plain ascii, kept as IS") == "plain ascii, kept as is"
     # different words stay different: only what a reader cannot see is dropped
     assert runner._norm("resume") != runner._norm("résumé")
+
+
+def test_chunked_arrow_backed_texts() -> None:
+    chunked = pd.concat(
+        [
+            pd.Series(["Plain  text", None], dtype="str"),
+            pd.Series(["Cafe\u0301\u200b"], dtype="str"),
+        ],
+        ignore_index=True,
+    )
+    assert runner._normalised(chunked).to_pylist() == ["plain text", None, "café"]
