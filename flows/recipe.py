@@ -26,6 +26,7 @@ from tasks.errors import RecipeError
 from tasks.evaluation import EvaluateSpec
 from tasks.models import BaseModelSpec
 from tasks.registry import RegisterSpec
+from tasks.secrets import inline_credential, redact, secret_names
 from tasks.tokenization import TokenizeSpec
 from tasks.training import METHODS, Method, TrainSpec
 
@@ -256,11 +257,56 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _strings(value: Any, path: tuple[str, ...] = ()) -> Any:
+    """Every string inside the raw recipe, with its key path."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            yield from _strings(child, (*path, str(key)))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            yield from _strings(child, (*path, str(i)))
+
+
+def _keep_secrets_out(raw: dict[str, Any], source: str, text: str) -> None:
+    """Prefect stores the recipe in its database as the flow run's parameters, so nothing secret
+    may be in it: free text (the description) is masked, and a credential or a known secret value
+    anywhere else is refused with its file:line, pointing to a `${NAME}` reference."""
+    if isinstance(raw.get("description"), str):
+        raw["description"] = redact(raw["description"])
+    index: dict[tuple[str, ...], int] | None = None
+    for path, value in _strings(raw):
+        if path == ("description",):
+            continue
+        if inline_credential(value):
+            problem = (
+                "the URL holds a credential inline, which Prefect would store in clear with the "
+                "run; put it in an environment variable and name it, e.g. "
+                "https://user:${DATA_TOKEN}@host/train.jsonl (read when the data is loaded)"
+            )
+        elif names := secret_names(value):
+            problem = (
+                f"holds the value of {', '.join(names)}, which Prefect would store in clear with "
+                "the run; name it instead (data paths take ${VARIABLE} references)"
+            )
+        else:
+            continue
+        index = _line_index(text) if index is None else index
+        line = next(
+            (index[path[:cut]] for cut in range(len(path), 0, -1) if path[:cut] in index), 0
+        )
+        where = f"{source}:{line}" if line else source
+        raise RecipeError(f"{where}: {'.'.join(path)}: {problem}")
+
+
 def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
     """Resolve relative local paths in the data, contract and base-model blocks."""
 
     def resolve(value: Any) -> Any:
         if not isinstance(value, str) or "://" in value or value.startswith(("package:", "tiny:")):
+            return value
+        if value.startswith("${"):  # the variable holds the whole place (read at load time)
             return value
         path = Path(value).expanduser()
         return str(path if path.is_absolute() else (base_dir / path).resolve())
@@ -366,6 +412,7 @@ def parse_recipe(
             f"{source}: a recipe is a YAML mapping of keys (name, base_model, data, ...)"
         )
     raw = apply_overrides(raw, overrides or [])
+    _keep_secrets_out(raw, source, text)
     if base_dir is not None:
         _resolve_paths(raw, base_dir)
         raw["base_dir"] = str(base_dir)

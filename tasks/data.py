@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasks import settings
 from tasks.artifacts import staged
 from tasks.errors import DataError, retry_unless_user_error
-from tasks.secrets import redact
+from tasks.secrets import expand_references, redact
 
 Format = Literal["classification", "prompt-completion", "alpaca", "chat", "preference", "text"]
 
@@ -62,7 +62,9 @@ class DataSpec(BaseModel):
 
     train: str = Field(
         description="Training data: file, folder, glob, saved HF dataset or fsspec URL. "
-        "Relative paths resolve against the recipe's folder."
+        "Relative paths resolve against the recipe's folder. `${NAME}` reads the environment "
+        "variable NAME when the data is loaded: credentials go there "
+        "(`https://user:${DATA_TOKEN}@host/train.jsonl`), never inline."
     )
     eval: str | EvalSplit | None = Field(
         default_factory=EvalSplit,
@@ -123,7 +125,10 @@ def _is_url(source: str) -> bool:
 
 
 def expand_source(source: str) -> list[str]:
-    """The files behind a source, sorted; a saved HF dataset folder stays one entry."""
+    """The files behind a source, sorted; a saved HF dataset folder stays one entry. `${NAME}`
+    references in the source are read from the environment here, when the data is read, so
+    that the recipe Prefect stores holds the reference only."""
+    source = expand_references(source, "data")
     if _is_url(source):
         import fsspec
 

@@ -5,6 +5,11 @@ Secrets reach tuneline through the environment (`HF_TOKEN`, `MLFLOW_TRACKING_PAS
 `AWS_SECRET_ACCESS_KEY`, ... any variable whose name says token, secret, password or key) or
 through Prefect Secret blocks named in a recipe; credentials may also sit in a URL's userinfo
 (`https://user:pass@host/...`). `redact` masks all three wherever a string is written.
+
+Nothing secret may sit in a recipe itself: Prefect stores the recipe, as the flow run's
+parameters, in its database. A data URL names its credentials as `${VARIABLE}` references instead
+(`inline_credential` finds those written out), which the loader expands when it reads the data
+(`expand_references`), and free text is masked before the recipe becomes parameters.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ MASK = "***"
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|ACCESS_KEY|CREDENTIAL")
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#@\s]+)@")
 _MIN_LENGTH = 6  # shorter values ("true", "1") would mask ordinary words
+REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
+_WEB = {"http", "https", "ftp", "ftps"}
 _known: set[str] = set()
 
 
@@ -44,6 +51,49 @@ def redact(text: str) -> str:
         if value in out:
             out = out.replace(value, MASK)
     return out
+
+
+def inline_credential(text: str) -> bool:
+    """Whether a URL in `text` carries a credential written out: the password of
+    `scheme://user:password@`, or the token of a web URL's `https://token@`. A `${NAME}` reference
+    is not one, nor fsspec's `github://org:repo@ref`, whose userinfo names a repository."""
+    for match in _USERINFO.finditer(text):
+        scheme = match.group("scheme").split(":")[0].lower()
+        user, colon, password = match.group("userinfo").partition(":")
+        secret = password if colon else (user if scheme in _WEB else "")
+        if scheme != "github" and secret and not REFERENCE.fullmatch(secret):
+            return True
+    return False
+
+
+def expand_references(text: str, where: str) -> str:
+    """`text` with each `${NAME}` replaced by the environment variable NAME, whose value is
+    masked from then on; an unset one is a user error naming `where`."""
+    from tasks.errors import DataError
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group("name")
+        if name not in os.environ:
+            raise DataError(
+                f"{where}: '{redact(text)}' names ${{{name}}}, which is not set; set {name} in "
+                "the environment tuneline runs in (the worker's, for deployments)"
+            )
+        remember(os.environ[name])
+        return os.environ[name]
+
+    return REFERENCE.sub(value, text)
+
+
+def secret_names(text: str) -> list[str]:
+    """The environment variables (with secret-looking names) whose values appear in `text`, and
+    `Secret block` for values read from one."""
+    names = [
+        name
+        for name, value in os.environ.items()
+        if _SECRET_NAME.search(name.upper()) and value and len(value) >= _MIN_LENGTH
+        if value in text
+    ]
+    return sorted(names) or (["a Secret block"] if any(v in text for v in _known) else [])
 
 
 def redact_obj(value: Any) -> Any:

@@ -1,12 +1,16 @@
 """Planted secrets never reach what a finished run leaves behind: an HF token in the
-environment, a token read from a Prefect Secret block, and credentials in the data URL. The scan
+environment (also pasted into the recipe's description), a token read from a Prefect Secret block,
+and the data server's password, named in the data URL as a `${VARIABLE}` reference. The scan
 reads the MLflow run's params, tags and every artifact, the registered version's tags and
-description, everything under TUNELINE_HOME, and the command's own output."""
+description, everything under TUNELINE_HOME, Prefect's database (the server's files, the flow
+runs' parameters as its API gives them, and the temporary server a plain `tuneline validate`
+starts) and the commands' own output."""
 
 from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -22,11 +26,12 @@ pytestmark = pytest.mark.integration
 ENV_TOKEN = "hf_plantedEnvToken9f3a"
 BLOCK_TOKEN = "hf_plantedBlockToken27c1"
 URL_PASSWORD = "plantedUrlPassw0rd"
+PLANTED = [ENV_TOKEN, BLOCK_TOKEN, URL_PASSWORD]
 
 
 @pytest.fixture()
 def data_url(tmp_path: Path):
-    """The curated data served over HTTP on loopback; the URL carries credentials."""
+    """The curated data served over HTTP on loopback; the URL names its password by reference."""
     rows = keyword_rows(200)
     folder = tmp_path / "served"
     write_jsonl(folder / "train.jsonl", rows[:160])
@@ -43,17 +48,54 @@ def data_url(tmp_path: Path):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://reader:{URL_PASSWORD}@127.0.0.1:{server.server_address[1]}"
+        # a variable whose name does not look secret: the loader masks what it reads anyway
+        yield f"http://reader:${{SCAN_DATA_PW}}@127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
 
 
-def test_no_planted_secret_in_params_tags_artifacts_files_or_output(
-    tmp_path: Path, data_url: str, prefect_server: str, tuneline_home: Path
+def _assert_clean(files: list[Path], texts: list[str]) -> None:
+    for text in texts:
+        for secret in PLANTED:
+            assert secret not in text
+    for file in files:
+        content = file.read_bytes()
+        for secret in PLANTED:
+            assert secret.encode() not in content, f"{secret} found in {file}"
+
+
+def _prefect_server_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The `prefect_server` fixture's home: its SQLite database (and WAL) and everything else."""
+    roots = list(tmp_path_factory.getbasetemp().glob("prefect-server*"))
+    files = [p for root in roots for p in root.rglob("*") if p.is_file()]
+    assert any(p.name == "prefect.db" for p in files), roots
+    return files
+
+
+def _flow_run_parameters(api: str) -> list[dict]:
+    import httpx
+
+    answer = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}, timeout=30)
+    answer.raise_for_status()
+    return [run["parameters"] for run in answer.json()]
+
+
+def test_no_planted_secret_in_mlflow_prefect_files_or_output(
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    data_url: str,
+    prefect_server: str,
+    tuneline_home: Path,
 ) -> None:
     from tasks.tiny import build_tiny_encoder
 
-    env = {**os.environ, "PREFECT_API_URL": prefect_server, "HF_TOKEN": ENV_TOKEN}
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_server,
+        "PREFECT_HOME": str(tmp_path / "prefect-client"),
+        "HF_TOKEN": ENV_TOKEN,
+        "SCAN_DATA_PW": URL_PASSWORD,
+    }
     subprocess.run(
         [
             sys.executable,
@@ -68,6 +110,7 @@ def test_no_planted_secret_in_params_tags_artifacts_files_or_output(
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
         f"""name: secret-scan
+description: keyword sentiment; hub token {ENV_TOKEN} pasted here by mistake
 base_model: {{path: {encoder}, token_secret: scan-hf-token}}
 data: {{train: "{data_url}/train.jsonl", eval: "{data_url}/eval.jsonl", labels: [negative, positive]}}
 tokenize: {{max_length: 32}}
@@ -84,9 +127,6 @@ register: {{gate: {{beat_base: false}}}}
         timeout=600,
     )
     assert proc.returncode in (0, 3), proc.stdout[-2000:] + proc.stderr[-3000:]
-    planted = [ENV_TOKEN, BLOCK_TOKEN, URL_PASSWORD]
-
-    import json
 
     import mlflow
     from mlflow import MlflowClient
@@ -109,10 +149,31 @@ register: {{gate: {{beat_base: false}}}}
     files = [p for p in artifacts.rglob("*") if p.is_file()]
     assert any(p.name == "recipe.json" for p in files) and any(p.suffix == ".html" for p in files)
     files += [p for p in tuneline_home.rglob("*") if p.is_file()]
-    for text in texts:
-        for secret in planted:
-            assert secret not in text
-    for file in files:
-        content = file.read_bytes()
-        for secret in planted:
-            assert secret.encode() not in content, f"{secret} found in {file}"
+
+    # Prefect: the flow run's parameters hold the reference and the masked description ...
+    parameters = [p for p in _flow_run_parameters(prefect_server) if "recipe" in p]
+    mine = [p["recipe"] for p in parameters if p["recipe"].get("name") == "secret-scan"]
+    assert mine and mine[0]["data"]["train"] == f"{data_url}/train.jsonl"
+    assert "***" in mine[0]["description"]
+    texts.append(json.dumps(parameters))
+    # ... and nothing the server or the client wrote holds a planted value
+    files += _prefect_server_files(tmp_path_factory)
+    files += [p for p in (tmp_path / "prefect-client").rglob("*") if p.is_file()]
+    _assert_clean(files, texts)
+
+    # A plain `tuneline validate` (no server: Prefect's temporary one, its database under
+    # PREFECT_HOME) stores the data block as the flow's parameters too.
+    temporary = tmp_path / "prefect-temporary"
+    env_local = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    env_local["PREFECT_HOME"] = str(temporary)
+    checked = subprocess.run(
+        [sys.executable, "-m", "tuneline", "validate", str(recipe)],
+        capture_output=True,
+        text=True,
+        env=env_local,
+        timeout=600,
+    )
+    assert checked.returncode in (0, 2), checked.stdout[-2000:] + checked.stderr[-3000:]
+    local_files = [p for p in temporary.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("prefect.db") for p in local_files), local_files
+    _assert_clean(local_files, [checked.stdout, checked.stderr])
