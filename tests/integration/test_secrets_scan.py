@@ -157,7 +157,9 @@ register: {{gate: {{beat_base: false}}}}
     assert "***" in mine[0]["description"]
     texts.append(json.dumps(parameters))
     # ... and nothing the server or the client wrote holds a planted value
-    files += _prefect_server_files(tmp_path_factory)
+    server_files = _prefect_server_files(tmp_path_factory)
+    assert any(b"${SCAN_DATA_PW}" in p.read_bytes() for p in server_files)
+    files += server_files
     files += [p for p in (tmp_path / "prefect-client").rglob("*") if p.is_file()]
     _assert_clean(files, texts)
 
@@ -167,7 +169,10 @@ register: {{gate: {{beat_base: false}}}}
     env_local = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
     env_local["PREFECT_HOME"] = str(temporary)
     checked = subprocess.run(
-        [sys.executable, "-m", "tuneline", "validate", str(recipe)],
+        [
+            *(sys.executable, "-m", "tuneline", "validate"),
+            *("--data", f"{data_url}/train.jsonl", "--eval", f"{data_url}/eval.jsonl"),
+        ],
         capture_output=True,
         text=True,
         env=env_local,
@@ -176,4 +181,6 @@ register: {{gate: {{beat_base: false}}}}
     assert checked.returncode in (0, 2), checked.stdout[-2000:] + checked.stderr[-3000:]
     local_files = [p for p in temporary.rglob("*") if p.is_file()]
     assert any(p.name.startswith("prefect.db") for p in local_files), local_files
+    reference = b"${SCAN_DATA_PW}"  # the parameters are in the files scanned
+    assert any(reference in p.read_bytes() for p in local_files)
     _assert_clean(local_files, [checked.stdout, checked.stderr])
