@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -257,7 +258,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _strings(value: Any, path: tuple[str, ...] = ()) -> Any:
+def _strings(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str]]:
     """Every string inside the raw recipe, with its key path."""
     if isinstance(value, str):
         yield path, value
@@ -313,7 +314,11 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
 
     method = raw.get("method")
     reward_model = method.get("reward_model") if isinstance(method, dict) else None
-    if isinstance(reward_model, str) and not reward_model.startswith("models:/"):
+    if (
+        isinstance(method, dict)
+        and isinstance(reward_model, str)
+        and not reward_model.startswith("models:/")
+    ):
         method["reward_model"] = resolve(reward_model)
     data = raw.get("data")
     if isinstance(data, dict):

@@ -316,9 +316,7 @@ def _drop_long_lines(raw: bytes, limit: int, name: str, issues: list[LoadIssue])
     return b"".join(kept)
 
 
-def _drop_long_records(
-    frame: pd.DataFrame, limit: int, name: str, issues: list[LoadIssue]
-) -> pd.DataFrame:
+def _drop_long_records(frame: pd.DataFrame, limit: int, issues: list[LoadIssue]) -> pd.DataFrame:
     """`frame` without the records whose text is longer than `limit` characters (reported by
     their `_where`); only looked at when the file itself is longer than the limit."""
     columns = [c for c in frame.columns if c != "_where" and _may_hold_text(frame[c])]
@@ -375,7 +373,7 @@ def _read_file(
         return _read_jsonl(text, name, issues)
     frame = _read_text_file(suffix, _decode(raw, name, issues), name, issues)
     if len(raw) > max_record_bytes:
-        frame = _drop_long_records(frame, max_record_bytes, name, issues)
+        frame = _drop_long_records(frame, max_record_bytes, issues)
     return frame
 
 
