@@ -120,7 +120,7 @@ def _watch_loop(recipes: list[Recipe], interval: float, stop: threading.Event) -
     while not stop.is_set():
         for recipe in watched:
             try:
-                landed = poll(recipe.name, recipe.data.train)
+                landed = poll(recipe.name, recipe.data.train, recipe.deploy.quiet_seconds)
                 if landed is not None:
                     log.warning("new curated data for %s: %s", recipe.name, landed)
                     emit_landed(recipe.name, landed)

@@ -39,7 +39,7 @@ def tuneline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def example_rows() -> dict[str, list[dict]]:
     return {
-        "train": read_jsonl(EXAMPLE_DATA / "train.jsonl"),
+        "train": read_jsonl(EXAMPLE_DATA / "train" / "part-0.jsonl"),
         "eval": read_jsonl(EXAMPLE_DATA / "eval.jsonl"),
     }
 
