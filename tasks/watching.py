@@ -36,6 +36,7 @@ MARKER = "_SUCCESS"
 DEFAULT_QUIET_SECONDS = 120.0
 TEMPORARY_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".swp")
 TAIL_BYTES = 1 << 20  # enough for the last line of any sensible JSONL file
+JSON_PARSE_BYTES = 64 << 20  # JSON documents up to this size are parsed whole to check them
 log = logging.getLogger("tuneline.watch")
 
 
@@ -122,6 +123,15 @@ def _tail(file: str, size: int) -> tuple[bytes, bytes]:
         return head, handle.read()
 
 
+def _read_all(file: str) -> bytes:
+    if _is_url(file):
+        import fsspec
+
+        with fsspec.open(file, "rb") as handle:
+            return bytes(handle.read())
+    return Path(file).read_bytes()
+
+
 def incomplete_reason(file: str, size: int) -> str | None:
     """Why `file` looks still being written (None when it looks complete)."""
     if size == 0 or os.path.isdir(file):
@@ -134,9 +144,15 @@ def incomplete_reason(file: str, size: int) -> str | None:
     if suffix == ".parquet":
         ok = head == b"PAR1" and tail.endswith(b"PAR1") and size >= 12
         return None if ok else "has no Parquet footer yet"
-    if suffix == ".json":
-        ok = tail.rstrip().endswith((b"}", b"]"))
-        return None if ok else "does not end its JSON value yet"
+    if suffix == ".json":  # one JSON document: the loader reads it whole, so can this check
+        if size > JSON_PARSE_BYTES:
+            ok = tail.rstrip().endswith((b"}", b"]"))
+            return None if ok else "does not end its JSON value yet"
+        try:
+            json.loads(_read_all(file))
+        except (OSError, ValueError):
+            return "is not a complete JSON document yet"
+        return None
     if tail.endswith(b"\n"):
         return None
     if suffix == ".jsonl":

@@ -130,6 +130,7 @@ def test_success_marker_triggers_without_waiting(folder: Path) -> None:
         ("a.jsonl", ROW + ROW.strip(), True),
         ("a.json", json.dumps([{"text": "x"}]), True),
         ("a.json", json.dumps([{"text": "x"}])[:-3], False),
+        ("a.json", json.dumps([{"text": "x", "m": [{"r": "u"}]}, {"text": "y"}])[:-16], False),
         ("a.csv", "text,label\nx,y\n", True),
         ("a.csv", "text,label\nx,", False),
         ("a.txt", "a sentence.\n", True),
