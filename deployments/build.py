@@ -12,6 +12,7 @@ from typing import Any
 from flows.finetune import finetune
 from flows.recipe import Recipe, load_recipe
 from tasks.errors import TunelineError
+from tasks.prefect_api import check_api
 from tasks.watching import EVENT, emit_landed, poll, resource_id
 
 SHIPPED = Path(__file__).resolve().parent
@@ -85,6 +86,7 @@ def deploy_to_pool(
         raise TunelineError(
             "deploy: PREFECT_API_URL is not set; point it at the Prefect server the workers use"
         )
+    check_api(os.environ["PREFECT_API_URL"].rstrip("/"))
     recipes = [load_recipe(p) for p in (paths or shipped_recipes())]
     flow: Any = finetune
     if image is None:
@@ -118,7 +120,7 @@ def _watch_loop(recipes: list[Recipe], interval: float, stop: threading.Event) -
     while not stop.is_set():
         for recipe in watched:
             try:
-                landed = poll(recipe.name, recipe.data.train)
+                landed = poll(recipe.name, recipe.data.train, recipe.deploy.quiet_seconds)
                 if landed is not None:
                     log.warning("new curated data for %s: %s", recipe.name, landed)
                     emit_landed(recipe.name, landed)
@@ -135,6 +137,7 @@ def serve(paths: list[str | Path], watch_interval: float = 30.0) -> None:
             "serve: PREFECT_API_URL is not set; start a server (prefect server start) and "
             "export PREFECT_API_URL=http://127.0.0.1:4200/api"
         )
+    check_api(os.environ["PREFECT_API_URL"].rstrip("/"))
     from prefect import serve as prefect_serve
 
     recipes = [load_recipe(p) for p in (paths or shipped_recipes())]

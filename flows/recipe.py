@@ -41,6 +41,12 @@ class DeploySpec(BaseModel):
     interval_minutes: float | None = Field(default=None, gt=0, description="Or a fixed interval.")
     timezone: str = Field(default="UTC", description="Timezone of the cron schedule.")
     on_new_data: bool = Field(default=False, description="Retrain when new curated data lands.")
+    quiet_seconds: float = Field(
+        default=120,
+        ge=0,
+        description="With on_new_data: how long the data's file listing must stay unchanged "
+        "before new files count as landed (a `_SUCCESS` marker triggers at once).",
+    )
 
 
 class Recipe(BaseModel):

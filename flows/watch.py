@@ -12,8 +12,8 @@ from tasks.watching import emit_landed, poll
 
 
 @task(name="poll_data")
-def poll_data(name: str, source: str) -> dict | None:
-    return poll(name, source)
+def poll_data(name: str, source: str, quiet_seconds: float) -> dict | None:
+    return poll(name, source, quiet_seconds)
 
 
 @flow(name="watch", log_prints=True)
@@ -23,7 +23,7 @@ def watch(recipes: list[Recipe]) -> list[str]:
     for recipe in recipes:
         if not recipe.deploy.on_new_data:
             continue
-        found = poll_data(recipe.name, recipe.data.train)
+        found = poll_data(recipe.name, recipe.data.train, recipe.deploy.quiet_seconds)
         if found is not None:
             emit_landed(recipe.name, found)
             print(f"New data for {recipe.name}: {found}")

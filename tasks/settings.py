@@ -18,10 +18,32 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def home() -> Path:
-    """The folder holding everything tuneline writes locally."""
+    """The folder holding everything tuneline writes locally; a `TunelineError` naming it when it
+    cannot be created or written (a read-only disk, a folder owned by someone else)."""
     path = Path(os.environ.get("TUNELINE_HOME", ".tuneline")).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    _check_writable(str(path))
     return path
+
+
+@functools.cache
+def _check_writable(folder: str) -> None:
+    """Create `folder` and write a probe file in it, once per process and folder: a failure here
+    is one clear line, instead of a traceback from whichever write comes first."""
+    import tempfile
+
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        from tasks.errors import TunelineError
+
+        reason = exc.strerror or type(exc).__name__
+        raise TunelineError(
+            f"TUNELINE_HOME {folder} is not writable ({reason}): set TUNELINE_HOME to a folder "
+            "tuneline can write (default ./.tuneline in the working directory)"
+        ) from None
 
 
 def cache_dir(kind: str) -> Path:

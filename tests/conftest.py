@@ -39,7 +39,7 @@ def tuneline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def example_rows() -> dict[str, list[dict]]:
     return {
-        "train": read_jsonl(EXAMPLE_DATA / "train.jsonl"),
+        "train": read_jsonl(EXAMPLE_DATA / "train" / "part-0.jsonl"),
         "eval": read_jsonl(EXAMPLE_DATA / "eval.jsonl"),
     }
 
@@ -213,12 +213,11 @@ register: {{gate: {{metric: accuracy, beat_base: false}}}}
     return recipe
 
 
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory):
-    """A real `prefect server start` on loopback with its own home and database, stopped after."""
+def start_prefect_server(root: Path, extra_env: dict[str, str] | None = None):
+    """Start a real `prefect server start` on loopback with its own home and database under
+    `root`; returns (api_url, process, log). The caller stops it with `stop_prefect_server`."""
     import sys
 
-    root = tmp_path_factory.mktemp("prefect-server")
     port = free_port()
     log = root / "server.log"
     env = {
@@ -226,6 +225,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory):
         "PREFECT_HOME": str(root),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{root / 'prefect.db'}",
+        **(extra_env or {}),
     }
     env.pop("PREFECT_API_URL", None)
     exe = Path(sys.executable).parent / "prefect"
@@ -238,10 +238,40 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory):
         )
     try:
         wait_for(f"http://127.0.0.1:{port}/api/health", proc, log)
-        yield f"http://127.0.0.1:{port}/api"
+    except BaseException:
+        stop_prefect_server(proc)
+        raise
+    return f"http://127.0.0.1:{port}/api", proc, log
+
+
+def stop_prefect_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real `prefect server start` on loopback with its own home and database, stopped after."""
+    url, proc, _ = start_prefect_server(tmp_path_factory.mktemp("prefect-server"))
+    try:
+        yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_prefect_server(proc)
+
+
+@pytest.fixture()
+def scheduling_prefect_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real Prefect server whose scheduler looks every second (the default is every minute):
+    (api_url, server log path)."""
+    fast = {
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS": "1",
+    }
+    url, proc, log = start_prefect_server(tmp_path_factory.mktemp("prefect-scheduler"), fast)
+    try:
+        yield url, log
+    finally:
+        stop_prefect_server(proc)

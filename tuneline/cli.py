@@ -21,6 +21,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# Prefect's 20 s wait for its temporary server is too short on a busy machine (tasks.prefect_api).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 app = typer.Typer(
     name="tuneline",
@@ -54,6 +56,20 @@ class _HideUserErrorTracebacks(logging.Filter):
             record.exc_info = None
             record.exc_text = None
         return True
+
+
+def _writable_home() -> None:
+    """A read-only TUNELINE_HOME is one line now, not a traceback from the first write."""
+    from tasks import settings
+
+    settings.home()
+
+
+def _prefect_api() -> None:
+    """The Prefect API the next flow needs: PREFECT_API_URL answering, or a temporary server."""
+    from tasks.prefect_api import ensure_api
+
+    ensure_api()
 
 
 def _install_log_filter() -> None:
@@ -134,6 +150,7 @@ def run(
 
         parsed = load_recipe(recipe, set_ or [])
         check_sources(parsed.data)
+        _writable_home()
         from flows.finetune import finetune, unchanged_outcome
 
         _install_log_filter()
@@ -143,6 +160,7 @@ def run(
             # starting a temporary Prefect server (seconds instead of ten).
             outcome = unchanged_outcome(parsed)
         if outcome is None:
+            _prefect_api()
             outcome = finetune(parsed)
     _report_outcome(outcome)
     if json_:
@@ -203,9 +221,11 @@ def validate(
                 "base_dir": str(Path.cwd()),
             }
         check_sources(kwargs["data"])
+        _writable_home()
         from flows.validate import validate as validate_flow
 
         _install_log_filter()
+        _prefect_api()
         try:
             result: Any = validate_flow(**kwargs)
         except ContractFailed as failed:
@@ -271,7 +291,9 @@ def compare(
         for name in chosen:
             method_settings(parsed, name)  # an unknown or unfitting method fails here, clearly
 
+        _writable_home()
         _install_log_filter()
+        _prefect_api()
         result: Any = compare_flow(parsed, chosen)
     rows = table_rows(result.rows, result.base_metrics)
     table = Table(title=f"{parsed.name}: methods compared on the held-out split")
@@ -301,6 +323,7 @@ def serve(
     with user_errors():
         from deployments.build import serve as serve_deployments
 
+        _writable_home()
         _install_log_filter()
         serve_deployments(list(recipes or []), watch_interval)
 

@@ -52,7 +52,7 @@ tokenize: {{max_length: 32}}
 method: {{name: full}}
 train: {{max_steps: 20, batch_size: 16, learning_rate: 5.0e-3}}
 register: {{gate: {{metric: accuracy, beat_base: false}}}}
-deploy: {{on_new_data: true}}
+deploy: {{on_new_data: true, quiet_seconds: 4}}
 """
     )
     monkeypatch.setenv("PREFECT_API_URL", prefect_server)

@@ -47,7 +47,7 @@ def test_matrix_covers_every_registered_method() -> None:
 def tokenized(tiny_encoder: Path):
     data = load(
         DataSpec(
-            train=str(EXAMPLE_DATA / "train.jsonl"),
+            train=str(EXAMPLE_DATA / "train"),
             eval=str(EXAMPLE_DATA / "eval.jsonl"),
             labels=["negative", "positive"],
         )

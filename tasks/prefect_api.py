@@ -1,0 +1,120 @@
+"""Reaching a Prefect API before a command needs one, so that a dead or slow API is one clear
+line instead of a traceback from deep inside a flow run.
+
+- With `PREFECT_API_URL` set (environment or Prefect profile), that server must answer its health
+  check.
+- Without it, Prefect starts a temporary local server. Its default wait (20 s) is too short on a
+  machine whose cores are busy, so tuneline waits `PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`
+  (Prefect's own setting; tuneline's default is 180 s), tries once more with a fresh server, and
+  only then gives up. The started server is the one Prefect's clients use for the rest of the
+  process (Prefect keeps one per process), and Prefect stops it at exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from tasks.errors import TunelineError, first_line
+
+STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+DEFAULT_STARTUP_TIMEOUT = 180
+HEALTH_TIMEOUT = 30.0  # a real server on a busy machine can be slow to answer, not dead
+log = logging.getLogger("tuneline.prefect")
+
+
+class PrefectUnavailable(TunelineError):
+    """No Prefect API to run flows against: the configured one does not answer, or the temporary
+    one did not start."""
+
+
+def startup_timeout() -> int:
+    """Seconds to wait for the temporary server: the Prefect setting when set, else 180."""
+    raw = os.environ.get(STARTUP_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_STARTUP_TIMEOUT
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise PrefectUnavailable(
+            f"{STARTUP_TIMEOUT_ENV}={raw!r} is not a number of seconds; set it to e.g. 300"
+        ) from None
+    if value <= 0:
+        raise PrefectUnavailable(f"{STARTUP_TIMEOUT_ENV}={raw!r} must be a positive number")
+    return value
+
+
+def configured_api_url() -> str | None:
+    """The API URL Prefect will use (environment or active profile), None for a temporary one."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    return str(url).rstrip("/") if url else None
+
+
+def check_api(url: str) -> None:
+    """Raise `PrefectUnavailable` unless the Prefect API at `url` answers its health check."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{url}/health", timeout=HEALTH_TIMEOUT)
+    except httpx.HTTPError as exc:
+        raise PrefectUnavailable(
+            f"the Prefect API at PREFECT_API_URL={url} does not answer ({first_line(exc)}): "
+            "start that server (prefect server start) or fix PREFECT_API_URL; unset it to let "
+            "tuneline start a temporary local one"
+        ) from None
+    if response.status_code != 200:
+        raise PrefectUnavailable(
+            f"the Prefect API at PREFECT_API_URL={url} answered HTTP {response.status_code} to "
+            "/health: set PREFECT_API_URL to the server's API address (ending in /api)"
+        )
+
+
+def ensure_api() -> None:
+    """Make sure the flows this process runs have a Prefect API (see the module docstring)."""
+    url = configured_api_url()
+    if url:
+        check_api(url)
+        return
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().server.ephemeral.enabled:
+        raise PrefectUnavailable(
+            "no Prefect API: PREFECT_API_URL is not set and the active Prefect profile does not "
+            "allow a temporary server; set PREFECT_API_URL, or PREFECT_SERVER_ALLOW_EPHEMERAL_MODE=true"
+        )
+    start_temporary_server(startup_timeout())
+
+
+def start_temporary_server(timeout: int, attempts: int = 2) -> str:
+    """Start Prefect's temporary local server, waiting up to `timeout` seconds per attempt;
+    returns its API URL."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    failure = ""
+    for attempt in range(1, attempts + 1):
+        server = SubprocessASGIServer()
+        started = time.monotonic()
+        try:
+            server.start(timeout=timeout)
+        except Exception as exc:  # Prefect raises RuntimeError, or httpx errors from its probe
+            failure = first_line(exc)
+            server.stop()  # kill the half-started one; the next attempt gets a fresh server
+            log.warning(
+                "temporary Prefect server did not start (attempt %d of %d, %.0f s): %s",
+                attempt,
+                attempts,
+                time.monotonic() - started,
+                failure[:200],
+            )
+            continue
+        return server.api_url
+    # Prefect's own message is "Timed out ..." (plus the exit code when the server died)
+    detail = "" if failure.rstrip(".").endswith("API server") else f" [{failure[:160]}]"
+    raise PrefectUnavailable(
+        f"the temporary Prefect API server did not start within {timeout} s ({attempts} "
+        f"attempts; is the machine very busy?): set {STARTUP_TIMEOUT_ENV} higher, or start a "
+        f"server (prefect server start) and set PREFECT_API_URL to it{detail}"
+    )
