@@ -6,12 +6,16 @@ LLaMA-Factory lives in its own virtual environment, never in tuneline's; create 
 
     python3 -m venv /path/to/venv
     /path/to/venv/bin/pip install torch==2.13.0 llamafactory==0.9.5
+    /path/to/venv/bin/pip uninstall -y torchvision   # CPU torch: see below
 
 (if pip pulls another torch, add `-c constraints.txt` with the line `torch==2.13.0`). This script
-installs nothing: it only runs `llamafactory-cli` from that venv. LLaMA-Factory imports
-`torchaudio` at start-up, and PyPI's torchaudio is a CUDA build that does not load beside the CPU
-torch; text training never uses it, so the peer runs with an empty `torchaudio` package on its
-PYTHONPATH (made here in a temporary folder).
+installs nothing: it only runs `llamafactory-cli` from that venv. On a CPU torch, the torchaudio
+and torchvision that llamafactory pulls from PyPI are CUDA builds that do not load: transformers
+imports torchvision whenever it is installed (`operator torchvision::nms does not exist`), hence
+the uninstall; LLaMA-Factory imports torchaudio at start-up but text training never uses it, so
+the peer runs with an empty `torchaudio` package first on its PYTHONPATH (made here in a
+temporary folder). LLaMA-Factory 0.9.5 brings its own transformers, trl and peft (5.6, 0.24 and
+0.18 when this was written), not tuneline's.
 
 What both tools get:
 - model: the tiny causal LM (`tuneline tiny-model`, a 2-layer Llama with its own tokenizer),
@@ -33,7 +37,9 @@ TUNELINE_HOME (and no PREFECT_API_URL) for tuneline: `tuneline run recipe.yaml -
 `llamafactory-cli train cfg.yaml`. Recorded per run: training time (the trainer's own, tuneline's
 without its in-training held-out evaluations), non-padding training tokens/s, first and final
 training loss, the whole command's wall time and peak RSS (the process tree's summed RSS, sampled
-every 0.1 s). Configurations alternate within each repeat so background load hits both alike.
+every 0.1 s, so tuneline's temporary Prefect server counts; and the command's own process alone).
+The peer's non-padding token count is tuneline's: when the first and final losses agree (checked,
+with a warning otherwise) both trained the same batches. Configurations alternate within each repeat so background load hits both alike.
 Ratios are tuneline / LLaMA-Factory. Raw JSON goes under bench/results/.
 """
 
@@ -238,7 +244,7 @@ def timed(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
     """Run a command; its wall time, exit code, and the peak summed RSS of its process tree."""
     import psutil
 
-    peak = [0]
+    peak = [0, 0]  # the tree's summed RSS, the command's own process alone
     with log.open("w") as sink:
         started = time.perf_counter()
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=sink, text=True)
@@ -254,6 +260,7 @@ def timed(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
                         with contextlib.suppress(psutil.Error):  # gone since listed
                             rss += p.memory_info().rss
                     peak[0] = max(peak[0], rss)
+                    peak[1] = max(peak[1], root.memory_info().rss)
                 except psutil.Error:
                     pass
                 done.wait(0.1)
@@ -271,6 +278,7 @@ def timed(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
         "rc": proc.returncode,
         "wall_s": wall,
         "peak_rss_mb": peak[0] / 2**20,
+        "peak_rss_main_mb": peak[1] / 2**20,
         "stdout": sink_text,
     }
 
@@ -381,6 +389,7 @@ def table(part: str, ours: dict[str, Any], peers: dict[str, dict[str, Any]]) -> 
         ("final_loss", "{:.4f}"),
         ("wall_s", "{:.1f} s"),
         ("peak_rss_mb", "{:,.0f} MB"),
+        ("peak_rss_main_mb", "{:,.0f} MB"),
     ):
         cells = [fmt.format(c[key]) if c.get(key) is not None else "-" for c in columns]
         out.append(f"  {key:<30} " + " | ".join(cells))
