@@ -159,7 +159,7 @@ def write_data(work: Path, n_train: int, eos: str) -> dict[str, Path]:
 
 
 def tuneline_recipe(
-    folder: Path, model: Path, files: dict[str, Path], part: str, steps: int
+    folder: Path, model: Path, files: dict[str, Path], part: str, steps: int, grouped: bool = False
 ) -> Path:
     s = SETTINGS
     if part == "sft":
@@ -183,7 +183,7 @@ base_model: {{path: "{model}"}}
 data: {data}
 tokenize: {{max_length: {s["max_length"]}}}
 method: {method}
-train: {{max_steps: {steps}, batch_size: {s["batch"]}, learning_rate: {s["lr"]}, seed: {s["seed"]}, warmup_ratio: 0.0, group_by_length: false, mixed_precision: "no", logging_steps: {LOGGING_STEPS}}}
+train: {{max_steps: {steps}, batch_size: {s["batch"]}, learning_rate: {s["lr"]}, seed: {s["seed"]}, warmup_ratio: 0.0, group_by_length: {str(grouped).lower()}, mixed_precision: "no", logging_steps: {LOGGING_STEPS}}}
 register: {{gate: {{beat_base: false}}}}
 """
     )
@@ -413,6 +413,12 @@ def main() -> None:
     parser.add_argument("--part", default="sft,dpo")
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/peer-*.json")
+    parser.add_argument(
+        "--tuneline-grouped",
+        action="store_true",
+        help="tuneline with its default length-grouped batches (other batches than the peer's "
+        "random ones: the losses no longer match exactly)",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="keep the work folder here")
     options = parser.parse_args()
     cli = options.peer_venv / "bin" / "llamafactory-cli"
@@ -428,7 +434,12 @@ def main() -> None:
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
         "load_average_at_start": load,
-        "settings": {**SETTINGS, "steps": options.steps, "rows": options.rows},
+        "settings": {
+            **SETTINGS,
+            "steps": options.steps,
+            "rows": options.rows,
+            "tuneline_grouped": options.tuneline_grouped,
+        },
         "runs": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -444,7 +455,9 @@ def main() -> None:
         logs.mkdir(exist_ok=True)
         for repeat in range(options.repeats):
             for part in options.part.split(","):
-                recipe = tuneline_recipe(work, model, files, part, options.steps)
+                recipe = tuneline_recipe(
+                    work, model, files, part, options.steps, options.tuneline_grouped
+                )
                 variants = [True, False] if part == "sft" else [False]
                 peers = {}
                 for checkpointing in variants:
