@@ -326,7 +326,6 @@ def run_peer(venv: Path, config: Path, stub: Path, log: Path) -> dict[str, Any]:
             "PYTHONPATH": str(stub),
             "HF_HUB_OFFLINE": "1",
             "DISABLE_VERSION_CHECK": "1",
-            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
             "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
         }
     )
