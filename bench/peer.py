@@ -357,13 +357,21 @@ def run_peer(venv: Path, config: Path, stub: Path, log: Path) -> dict[str, Any]:
 
 
 def same_work(ours: dict[str, Any], peer: dict[str, Any]) -> bool:
-    """The first logged loss (the base model on the first batch: LoRA starts as a no-op) and the
-    final one agree: same batches, same tokens, same masking, same updates."""
-    if ours["first_loss"] is None or peer["first_loss"] is None:
+    """Every logged loss agrees (both log every LOGGING_STEPS steps and the first step): the first
+    is the base model on the first batch (LoRA starts as a no-op), so it checks batches, tokens
+    and masking; the later ones check the updates; and the final (mean) training loss."""
+
+    def close(a: float, b: float, tolerance: float) -> bool:
+        return abs(a - b) <= tolerance * max(1.0, abs(b))
+
+    if not ours["losses"] or len(ours["losses"]) != len(peer["losses"]):
         return False
-    first = abs(ours["first_loss"] - peer["first_loss"]) <= 1e-4 * max(1.0, abs(peer["first_loss"]))
-    final = abs(ours["final_loss"] - peer["final_loss"]) <= 1e-3 * max(1.0, abs(peer["final_loss"]))
-    return first and final
+    curve = all(close(a, b, 1e-3) for a, b in zip(ours["losses"], peer["losses"], strict=True))
+    return (
+        close(ours["losses"][0], peer["losses"][0], 1e-4)
+        and curve
+        and close(ours["final_loss"], peer["final_loss"], 1e-3)
+    )
 
 
 def ratios(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, float]:
@@ -397,7 +405,8 @@ def table(part: str, ours: dict[str, Any], peers: dict[str, dict[str, Any]]) -> 
         out.append(
             f"  tuneline / {name}: train {r['train_s']:.2f}x, tokens/s "
             f"{r['non_padding_tokens_per_second']:.2f}x, wall {r['wall_s']:.2f}x, "
-            f"RSS {r['peak_rss_mb']:.2f}x, final loss {r['final_loss_delta']:+.4f}"
+            f"RSS {r['peak_rss_mb']:.2f}x, final loss {r['final_loss_delta']:+.6f}, same work "
+            f"(every logged loss agrees): {'yes' if peer.get('same_work') else 'NO'}"
         )
     return "\n".join(out)
 
@@ -485,7 +494,7 @@ def main() -> None:
                     if not peer["same_work"]:
                         print(
                             f"WARNING {part}: losses of tuneline and {name} differ "
-                            f"(first {ours['first_loss']} / {peer['first_loss']}, final "
+                            f"(logged {ours['losses']} / {peer['losses']}, final "
                             f"{ours['final_loss']} / {peer['final_loss']}): not the same work, "
                             "the ratios do not compare like with like",
                             flush=True,
