@@ -81,12 +81,16 @@ def find_candidate(name: str, key: str) -> Any | None:
     registered yet). A registry failure is not "not registered": the search is retried like the
     other registry calls, then a `RegistryUnavailable` says so (a retrain here would register a
     second version of the same candidate)."""
-    query = f"name = '{name}' and tags.candidate_key = '{key}'"
-    found = with_registry_retries(
-        lambda: tracking.client().search_model_versions(query),
+    return with_registry_retries(
+        lambda: _search_candidate(name, key),
         f"look up '{name}' in the registry",
         "nothing was trained or registered; run again once MLflow answers",
     )
+
+
+def _search_candidate(name: str, key: str) -> Any | None:
+    query = f"name = '{name}' and tags.candidate_key = '{key}'"
+    found = tracking.client().search_model_versions(query)
     return found[0] if found else None
 
 
@@ -265,7 +269,8 @@ def register(
     """
     with locks.exclusive(f"register-{name}"):
         key = lineage["candidate_key"]
-        existing = find_candidate(name, key)
+        # not retried here: the register task retries as a whole
+        existing = _search_candidate(name, key)
         if existing is not None:
             return _settle(name, existing)
         champion = current_champion(name)
@@ -312,7 +317,11 @@ def settle_candidate(name: str, key: str) -> RegistrationRef | None:
     if existing is None:
         return None
     with locks.exclusive(f"register-{name}"):
-        return _settle(name, existing)
+        return with_registry_retries(
+            lambda: _settle(name, existing),
+            f"complete the promotion of '{name}' version {existing.version}",
+            "nothing was trained; run again once MLflow answers",
+        )
 
 
 def _settle(name: str, existing: Any) -> RegistrationRef:
@@ -431,8 +440,8 @@ def register_model(
     later = f"`tuneline register {pending}`" if pending else "`tuneline register RUN_FOLDER`"
     registered = _register_or_outage(
         (name, run_id, train, ev, gate, lineage),
-        f"'{name}' was trained and evaluated but not registered. Nothing was lost: once MLflow "
-        f"answers again, run {later}",
+        f"'{name}' was trained and evaluated; its registration did not finish. Nothing was lost: "
+        f"once MLflow answers again, run {later}",
     )
     if pending:
         mark_registered(pending, registered)

@@ -183,8 +183,14 @@ def end_runs_of_flow_run(flow_run_id: str, status: str) -> list[str]:
 def end_runs_on_state(flow: Any, flow_run: Any, state: Any) -> None:
     """Prefect flow hook (`on_failure`, `on_crashed`, `on_cancellation`): the flow run's MLflow
     runs end FAILED when it failed, KILLED when it was cancelled or aborted."""
+    from prefect.runtime import flow_run as current
+
     status = "FAILED" if state.is_failed() else "KILLED"
-    for run_id in end_runs_of_flow_run(str(flow_run.id), status):
+    if str(current.get_id() or "") == str(flow_run.id):
+        ended = end_open_runs(status)  # the flow's own process: it knows its runs
+    else:  # e.g. the runner that cancelled it: find them by tag
+        ended = end_runs_of_flow_run(str(flow_run.id), status)
+    for run_id in ended:
         logging.getLogger("tuneline").warning("MLflow run %s marked %s", run_id, status)
 
 

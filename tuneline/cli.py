@@ -100,7 +100,7 @@ def runs_end_on_interrupt() -> Iterator[None]:
 
     from tasks import tracking
 
-    lock = threading.Lock()
+    lock = threading.RLock()  # a second Ctrl-C may land while the first is being handled
     said: list[bool] = []
 
     def end_runs() -> None:

@@ -6,6 +6,7 @@ reach the output, and a damaged registration.json is one clear line."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -246,3 +247,51 @@ def test_damaged_registration_file_is_one_clear_line(
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
     assert "registration.json: damaged" in proc.stderr and problem in proc.stderr
     assert "re-run the recipe" in proc.stderr
+
+
+def _version_with(name: str, key: str, tmp_path: Path, **tags: str) -> str:
+    """A registered version as `register` leaves it, on the embedded store (no training)."""
+    from tasks import tracking
+
+    mlc = tracking.client()
+    with contextlib.suppress(Exception):  # exists already
+        mlc.create_registered_model(name)
+    source = tmp_path / f"model-{key}"
+    source.mkdir(exist_ok=True)
+    tags = {"candidate_key": key, "promotion": "promoted", **tags}
+    return str(mlc.create_model_version(name, str(source), tags=tags).version)
+
+
+def test_settle_completes_a_pending_promotion_unless_champion_moved_on(tmp_path: Path) -> None:
+    from tasks import registry, tracking
+
+    mlc = tracking.client()
+    name = "settle"
+    # cut short before `champion` moved: the next look completes it, once
+    v1 = _version_with(name, "k1", tmp_path, promotion_state="pending")
+    settled = registry.settle_candidate(name, "k1")
+    assert settled is not None and settled.promoted and not settled.already_registered
+    assert "completed the interrupted promotion of version 1" in settled.reasons[0]
+    assert str(mlc.get_model_version_by_alias(name, "champion").version) == v1
+    again = registry.settle_candidate(name, "k1")
+    assert again is not None and again.already_registered and not again.promoted
+
+    # a person moved champion after version 2 was created: their choice stands
+    v2 = _version_with(name, "k2", tmp_path, promotion_state="pending")
+    v3 = _version_with(name, "k3", tmp_path, promotion="not promoted")
+    registry.promote(name, v3)
+    settled = registry.settle_candidate(name, "k2")
+    assert settled is not None and settled.already_registered and not settled.promoted
+    assert "champion has moved since (version 3)" in settled.reasons[0]
+    assert str(mlc.get_model_version_by_alias(name, "champion").version) == v3
+    assert mlc.get_model_version(name, v2).tags["promotion_state"] == "superseded"
+
+    # a newer version took champion: an older pending one stays where it is
+    v4 = _version_with(name, "k4", tmp_path, promotion_state="pending")
+    v5 = _version_with(name, "k5", tmp_path, promotion_state="pending")
+    assert registry.settle_candidate(name, "k5").promoted  # type: ignore[union-attr]
+    assert registry.settle_candidate(name, "k4").already_registered  # type: ignore[union-attr]
+    assert str(mlc.get_model_version_by_alias(name, "champion").version) == v5
+    assert str(mlc.get_model_version_by_alias(name, "previous-champion").version) == v3
+    assert v4 == "4"
+    assert registry.settle_candidate(name, "unknown") is None
