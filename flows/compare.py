@@ -109,7 +109,14 @@ def log_comparison(run_id: str, rows: list[dict[str, Any]]) -> None:
     create_table_artifact(key="method-comparison", table=rows, description="Methods compared")
 
 
-@flow(name="compare", log_prints=True)
+# A failure, a cancel or an abort must not leave the MLflow run RUNNING forever.
+@flow(
+    name="compare",
+    log_prints=True,
+    on_failure=[tracking.end_runs_on_state],
+    on_crashed=[tracking.end_runs_on_state],
+    on_cancellation=[tracking.end_runs_on_state],
+)
 def compare(recipe: Recipe, methods: list[str]) -> Comparison:
     """Train and evaluate each method on the same validated, tokenized data."""
     settings_by_method = {name: method_settings(recipe, name) for name in methods}

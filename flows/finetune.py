@@ -14,18 +14,21 @@ from prefect import flow, task
 from flows.recipe import Recipe
 from tasks import settings, tracking
 from tasks.data import DataRef, load_data
-from tasks.errors import EXIT_GATE, EXIT_OK, ContractFailed, retry_unless_user_error
-from tasks.evaluation import evaluate_model
+from tasks.errors import EXIT_GATE, EXIT_OK, ContractFailed
+from tasks.evaluation import EvalResult, evaluate_model
 from tasks.lm_evaluation import evaluate_lm_model
 from tasks.models import reference
 from tasks.registry import (
     RegistrationRef,
     candidate_key,
-    find_candidate,
+    publish_registration,
     register_model,
+    registration_line,
+    settle_candidate,
     stage_registration,
 )
 from tasks.tokenization import tokenize_dataset
+from tasks.training.base import TrainResult
 from tasks.training.causal import train_causal_model
 from tasks.training.classifier import train_model
 from tasks.validation import validate_data
@@ -85,16 +88,45 @@ def lineage(recipe: Recipe, data: DataRef, contract_summary: str = "") -> dict[s
     }
 
 
-@task(
-    name="find_registered_version",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=retry_unless_user_error,
-)
-def find_registered_version(name: str, key: str) -> str | None:
-    """The version already registered for this candidate key (same recipe, data and code)."""
-    found = find_candidate(name, key)
-    return str(found.version) if found is not None else None
+def outcome(
+    recipe: Recipe,
+    data: DataRef,
+    registered: RegistrationRef | None = None,
+    run_id: str | None = None,
+    evaluated: EvalResult | None = None,
+    trained: TrainResult | None = None,
+    contract_report: str | None = None,
+) -> FinetuneOutcome:
+    """The one place a `FinetuneOutcome` is built: from what the run got as far as."""
+    if registered is None:
+        status = "trained"
+    elif registered.already_registered:
+        status = "unchanged"  # this candidate was registered before (or by another run first)
+    else:
+        status = "promoted" if registered.promoted else "not_promoted"
+    return FinetuneOutcome(
+        status=status,
+        model_name=recipe.name,
+        model_version=registered.version if registered is not None else None,
+        mlflow_run_id=run_id,
+        promoted=registered.promoted if registered is not None else False,
+        metrics=evaluated.metrics if evaluated is not None else {},
+        base_metrics=evaluated.base_metrics if evaluated is not None else {},
+        reasons=list(registered.reasons) if registered is not None else [],
+        data_fingerprint=data.fingerprint,
+        contract_report=contract_report,
+        artifact=trained.path if trained is not None else None,
+        train=asdict(trained) if trained is not None else {},
+        baselines=evaluated.baselines if evaluated is not None else {},
+    )
+
+
+@task(name="find_registered_version")
+def find_registered_version(name: str, key: str) -> RegistrationRef | None:
+    """The version already registered for this candidate key (same recipe, data and code), its
+    interrupted promotion completed; None when there is none. Registry failures are retried
+    inside (`TUNELINE_REGISTRY_RETRY_DELAYS`), then fail the run: never a needless retrain."""
+    return settle_candidate(name, key)
 
 
 def unchanged_outcome(recipe: Recipe) -> FinetuneOutcome | None:
@@ -103,40 +135,26 @@ def unchanged_outcome(recipe: Recipe) -> FinetuneOutcome | None:
     from tasks.data import load
 
     data = load(recipe.data, recipe.train.seed)
-    existing = find_candidate(recipe.name, candidate_key_for(recipe, data.fingerprint))
-    if existing is None:
-        return None
-    version = str(existing.version)
-    return FinetuneOutcome(
-        "unchanged",
-        recipe.name,
-        version,
-        None,
-        False,
-        reasons=[f"unchanged since version {version}"],
-        data_fingerprint=data.fingerprint,
-    )
+    settled = settle_candidate(recipe.name, candidate_key_for(recipe, data.fingerprint))
+    return None if settled is None else outcome(recipe, data, settled)
 
 
-@flow(name="finetune", log_prints=True)
+# A failure, a cancel or an abort must not leave the MLflow run RUNNING forever.
+@flow(
+    name="finetune",
+    log_prints=True,
+    on_failure=[tracking.end_runs_on_state],
+    on_crashed=[tracking.end_runs_on_state],
+    on_cancellation=[tracking.end_runs_on_state],
+)
 def finetune(recipe: Recipe) -> FinetuneOutcome:
     """Validate, tokenize, train, evaluate and register one recipe."""
     data = load_data(recipe.data, recipe.train.seed)
     candidate = candidate_key_for(recipe, data.fingerprint)
     existing = find_registered_version(recipe.name, candidate)
     if existing is not None:
-        print(
-            f"Nothing to do: version {existing} of '{recipe.name}' has this recipe, data and code."
-        )
-        return FinetuneOutcome(
-            "unchanged",
-            recipe.name,
-            existing,
-            None,
-            False,
-            reasons=[f"unchanged since version {existing}"],
-            data_fingerprint=data.fingerprint,
-        )
+        print(registration_line(existing))
+        return outcome(recipe, data, existing)
     run_id = tracking.start_tracking(
         recipe.name, recipe_params(recipe), lineage(recipe, data), recipe_document(recipe)
     )
@@ -200,46 +218,15 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
         )
     if not recipe.registry.enabled:
         tracking.end_tracking(run_id)
-        return FinetuneOutcome(
-            "trained",
-            recipe.name,
-            None,
-            run_id,
-            False,
-            evaluated.metrics,
-            evaluated.base_metrics,
-            data_fingerprint=data.fingerprint,
-            contract_report=report.report_html,
-            artifact=trained.path,
-            train=asdict(trained),
-            baselines=evaluated.baselines,
-        )
+        return outcome(recipe, data, None, run_id, evaluated, trained, report.report_html)
     tags = lineage(recipe, data, report.summary)
     gate = recipe.registry.gate
     pending = stage_registration(out_dir, recipe.name, run_id, trained, evaluated, gate, tags)
     registered = register_model(recipe.name, run_id, trained, evaluated, gate, tags, pending)
+    print(registration_line(registered))
+    publish_registration(registered, evaluated, run_id)
     tracking.end_tracking(run_id)
-    return FinetuneOutcome(
-        registration_status(registered),
-        recipe.name,
-        registered.version,
-        run_id,
-        registered.promoted,
-        evaluated.metrics,
-        evaluated.base_metrics,
-        registered.reasons,
-        data.fingerprint,
-        report.report_html,
-        trained.path,
-        asdict(trained),
-        evaluated.baselines,
-    )
-
-
-def registration_status(registered: RegistrationRef) -> str:
-    if registered.already_registered:
-        return "unchanged"  # another run registered this candidate first
-    return "promoted" if registered.promoted else "not_promoted"
+    return outcome(recipe, data, registered, run_id, evaluated, trained, report.report_html)
 
 
 def recipe_params(recipe: Recipe) -> dict[str, Any]:

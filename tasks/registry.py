@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,13 +27,19 @@ from tasks.errors import (
     first_line,
     retry_unless_user_error,
 )
-from tasks.evaluation import EvalResult
+from tasks.evaluation import EvalResult, before_after_markdown
 from tasks.promotion import Decision, GateSpec, decide_promotion
 from tasks.secrets import redact, redact_obj
 from tasks.training.base import TrainResult
 
 CHAMPION = "champion"
 PREVIOUS = "previous-champion"
+# A version the gate promoted carries "pending" here until `champion` points at it ("done"):
+# what tells an interrupted promotion from one a person or a newer version has since undone.
+PROMOTION_STATE = "promotion_state"
+# On the registered model: when a person last moved `champion` (promote, rollback), in ms.
+MOVED_BY_HAND = "champion_moved_by_hand_at"
+T = TypeVar("T")
 PIP_PINS = (
     "torch",
     "transformers",
@@ -69,13 +77,40 @@ def candidate_key(recipe_hash: str, data_fingerprint: str, code_version: str) ->
 
 
 def find_candidate(name: str, key: str) -> Any | None:
-    """The version of `name` already registered for this candidate key, if any."""
-    mlc = tracking.client()
-    try:
-        found = mlc.search_model_versions(f"name = '{name}' and tags.candidate_key = '{key}'")
-    except Exception:  # model does not exist yet
-        return None
+    """The version of `name` already registered for this candidate key, if any (None: not
+    registered yet). A registry failure is not "not registered": the search is retried like the
+    other registry calls, then a `RegistryUnavailable` says so (a retrain here would register a
+    second version of the same candidate)."""
+    return with_registry_retries(
+        lambda: _search_candidate(name, key),
+        f"look up '{name}' in the registry",
+        "nothing was trained or registered; run again once MLflow answers",
+    )
+
+
+def _search_candidate(name: str, key: str) -> Any | None:
+    query = f"name = '{name}' and tags.candidate_key = '{key}'"
+    found = tracking.client().search_model_versions(query)
     return found[0] if found else None
+
+
+def with_registry_retries(call: Callable[[], T], what: str, what_next: str) -> T:
+    """`call()`, retried after each of `TUNELINE_REGISTRY_RETRY_DELAYS` when MLflow fails (on
+    top of MLflow's own HTTP retries); the last failure as one `RegistryUnavailable` line."""
+    delays = settings.registry_retry_delays()
+    for attempt in range(len(delays) + 1):
+        try:
+            return call()
+        except TunelineError:
+            raise
+        except Exception as exc:
+            if attempt == len(delays):
+                raise RegistryUnavailable(
+                    f"MLflow at {redact(settings.tracking_uri())} failed to {what} "
+                    f"{attempt + 1} times ({first_line(exc)}); {what_next}"
+                ) from None
+            time.sleep(delays[attempt])
+    raise AssertionError("unreachable")
 
 
 def version_metrics(version: Any) -> dict[str, float]:
@@ -87,11 +122,17 @@ def version_metrics(version: Any) -> dict[str, float]:
 
 
 def current_champion(name: str) -> Any | None:
+    """The version holding `champion`; None only when MLflow says there is none (a failing
+    registry must not read as "no champion", or any candidate would take it)."""
+    from mlflow.exceptions import MlflowException
+
     mlc = tracking.client()
     try:
         return mlc.get_model_version_by_alias(name, CHAMPION)
-    except Exception:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
+            return None  # no such model yet, or no version holds the alias
+        raise
 
 
 def _pip_requirements() -> list[str]:
@@ -227,22 +268,11 @@ def register(
     register the same candidate twice.
     """
     with locks.exclusive(f"register-{name}"):
-        mlc = tracking.client()
         key = lineage["candidate_key"]
-        existing = find_candidate(name, key)
+        # not retried here: the register task retries as a whole
+        existing = _search_candidate(name, key)
         if existing is not None:
-            finished = _finish_promotion(name, existing)
-            if finished is not None:
-                return finished
-            return RegistrationRef(
-                name,
-                str(existing.version),
-                promoted=False,
-                reasons=[
-                    f"same recipe, data and code as version {existing.version}; nothing registered"
-                ],
-                already_registered=True,
-            )
+            return _settle(name, existing)
         champion = current_champion(name)
         decision = decide_promotion(
             ev.metrics,
@@ -259,33 +289,101 @@ def register(
             "artifact": train.artifact,
             "trainable_share": f"{train.trainable_share:.6f}",
             "promotion": "promoted" if decision.promote else "not promoted",
+            **({PROMOTION_STATE: "pending"} if decision.promote else {}),
             "promotion_reasons": "; ".join(decision.reasons)[:5000],
         }
         card = model_card(name, lineage, train, ev, decision, champion)
         version = log_model_version(run_id, name, train, tags, card)
         tracking.log_text(run_id, card, "README.md")
         if decision.promote:
-            if champion is not None:
-                mlc.set_registered_model_alias(name, PREVIOUS, champion.version)
-            mlc.set_registered_model_alias(name, CHAMPION, version)
+            _move_champion(name, version, champion)
         return RegistrationRef(name, version, decision.promote, decision.reasons, False, tags)
 
 
-def _finish_promotion(name: str, existing: Any) -> RegistrationRef | None:
-    """A registration that stopped between creating its version and moving `champion` (MLflow
-    went away): the gate said promote, and no newer version holds `champion`, so finish it."""
-    tags = existing.tags or {}
-    if tags.get("promotion") != "promoted":
-        return None
-    champion = current_champion(name)
-    if champion is not None and int(champion.version) >= int(existing.version):
-        return None
+def _move_champion(name: str, version: str, champion: Any | None) -> None:
+    """Give `champion` to `version` (the one it replaces keeps `previous-champion`), then mark
+    its promotion done."""
     mlc = tracking.client()
     if champion is not None:
         mlc.set_registered_model_alias(name, PREVIOUS, champion.version)
-    mlc.set_registered_model_alias(name, CHAMPION, existing.version)
+    mlc.set_registered_model_alias(name, CHAMPION, version)
+    mlc.set_model_version_tag(name, version, PROMOTION_STATE, "done")
+
+
+def settle_candidate(name: str, key: str) -> RegistrationRef | None:
+    """What an unchanged recipe, data and code finds before training: None when this candidate
+    is not registered yet; else its version, with an interrupted promotion completed first."""
+    existing = find_candidate(name, key)
+    if existing is None:
+        return None
+    with locks.exclusive(f"register-{name}"):
+        return with_registry_retries(
+            lambda: _settle(name, existing),
+            f"complete the promotion of '{name}' version {existing.version}",
+            "nothing was trained; run again once MLflow answers",
+        )
+
+
+def _settle(name: str, existing: Any) -> RegistrationRef:
+    finished = _finish_promotion(name, existing)
+    if finished is not None:
+        return finished
+    return RegistrationRef(
+        name,
+        str(existing.version),
+        promoted=False,
+        reasons=[f"same recipe, data and code as version {existing.version}; nothing registered"],
+        already_registered=True,
+    )
+
+
+def _finish_promotion(name: str, existing: Any) -> RegistrationRef | None:
+    """A registration that stopped between creating its version and moving `champion` (killed,
+    or MLflow went away): the gate said promote, so finish it, unless `champion` has moved on
+    since (a newer version took it, or a person promoted or rolled back after this version was
+    created: their choice stands). None when there is nothing to finish."""
+    tags = existing.tags or {}
+    if tags.get(PROMOTION_STATE) != "pending":
+        return None
+    version = str(existing.version)
+    champion = current_champion(name)
+    mlc = tracking.client()
     reasons = [r for r in tags.get("promotion_reasons", "").split("; ") if r]
-    return RegistrationRef(name, str(existing.version), True, reasons, False, dict(tags))
+    if champion is not None and str(champion.version) == version:
+        mlc.set_model_version_tag(name, version, PROMOTION_STATE, "done")
+        return RegistrationRef(name, version, True, reasons, False, dict(tags))
+    moved_on = champion is not None and int(champion.version) > int(existing.version)
+    if moved_on or _moved_by_hand_since(name, int(existing.creation_timestamp or 0)):
+        mlc.set_model_version_tag(name, version, PROMOTION_STATE, "superseded")
+        holder = f"version {champion.version}" if champion is not None else "no version"
+        return RegistrationRef(
+            name,
+            version,
+            False,
+            [
+                f"version {version} passed the gate but its promotion was interrupted, and "
+                f"champion has moved since ({holder}); left as it is"
+            ],
+            already_registered=True,
+        )
+    _move_champion(name, version, champion)
+    completed = f"completed the interrupted promotion of version {version} to champion"
+    return RegistrationRef(name, version, True, [completed, *reasons], False, dict(tags))
+
+
+def _moved_by_hand_since(name: str, since_ms: int) -> bool:
+    model = tracking.client().get_registered_model(name)
+    return int((model.tags or {}).get(MOVED_BY_HAND, "0") or 0) >= since_ms
+
+
+def _note_moved_by_hand(name: str) -> None:
+    tracking.client().set_registered_model_tag(name, MOVED_BY_HAND, str(int(time.time() * 1000)))
+
+
+def _temporary(exc: BaseException) -> bool:
+    """An HTTP 502/503/504 from MLflow or the proxy before it: down for now, worth waiting for."""
+    text = str(exc)
+    return "error responses" in text or any(f" {code}" in text for code in ("502", "503", "504"))
 
 
 def reachable() -> bool:
@@ -302,13 +400,20 @@ def _register_or_outage(
 ) -> RegistrationRef:
     """`register`, telling an outage from a refusal: when MLflow does not answer at all, a
     `RegistryUnavailable` (retried, then shown) ending with `what_next`; anything else as it is."""
+    from mlflow.exceptions import MlflowException
+
     try:
         return register(*arguments)
     except TunelineError:
         raise
     except Exception as exc:
-        if reachable():
-            raise  # MLflow answers: not an outage, keep the real error
+        if reachable() and not _temporary(exc):
+            if isinstance(exc, MlflowException):  # MLflow refused: say what it said
+                raise RegistryError(
+                    f"MLflow at {redact(settings.tracking_uri())} refused to register "
+                    f"'{arguments[0]}': {first_line(exc)}"
+                ) from None
+            raise  # not MLflow: a bug here, keep its traceback
         raise RegistryUnavailable(
             f"MLflow at {redact(settings.tracking_uri())} does not answer ({first_line(exc)}); "
             f"{what_next}"
@@ -335,12 +440,38 @@ def register_model(
     later = f"`tuneline register {pending}`" if pending else "`tuneline register RUN_FOLDER`"
     registered = _register_or_outage(
         (name, run_id, train, ev, gate, lineage),
-        f"'{name}' was trained and evaluated but not registered. Nothing was lost: once MLflow "
-        f"answers again, run {later}",
+        f"'{name}' was trained and evaluated; its registration did not finish. Nothing was lost: "
+        f"once MLflow answers again, run {later}",
     )
     if pending:
         mark_registered(pending, registered)
     return registered
+
+
+def registration_line(registered: RegistrationRef) -> str:
+    """What became of a run's model, in one line (the flow's log, the Prefect artifact)."""
+    name, version = registered.model_name, registered.version
+    if registered.already_registered:
+        return f"unchanged: {name} v{version}: " + "; ".join(registered.reasons)
+    if registered.promoted:
+        return f"registered {name} v{version}: champion"
+    return f"registered {name} v{version}, not promoted: " + "; ".join(registered.reasons)
+
+
+@task(name="publish_registration")
+def publish_registration(registered: RegistrationRef, ev: EvalResult, run_id: str) -> None:
+    """The before/after table again, now with what registration decided, so the flow run in
+    Prefect (and the MLflow run) shows the version and the reasons, not only green."""
+    from prefect.artifacts import create_markdown_artifact
+
+    reasons = "".join(f"\n- {reason}" for reason in registered.reasons)
+    markdown = (
+        f"{before_after_markdown(ev)}\n\n**{redact(registration_line(registered))}**\n{reasons}"
+    )
+    tracking.log_text(run_id, markdown, "eval/before_after.md")
+    create_markdown_artifact(
+        key="before-after", markdown=redact(markdown), description="Base vs fine-tuned, outcome"
+    )
 
 
 # -- registering later: what a run that could not reach MLflow keeps ---------------------------
@@ -398,20 +529,43 @@ def register_pending(path: str) -> RegistrationRef:
         raise RegistryError(
             f"{path}: no {PENDING} here; name the run folder a failed registration printed"
         )
-    payload = json.loads(file.read_text())
-    train = TrainResult(**payload["train"])
+    name, run_id, train, ev, gate, lineage = _read_pending(file)
     if not Path(train.path).is_dir():
         raise RegistryError(f"{path}: the trained artifact {train.path} is gone; re-run the recipe")
-    ev = EvalResult(**payload["eval"])
-    gate = GateSpec(**payload["gate"])
-    registered = _register_or_outage(
-        (payload["name"], payload["run_id"], train, ev, gate, payload["lineage"]),
-        "try again later",
-    )
+    registered = _register_or_outage((name, run_id, train, ev, gate, lineage), "try again later")
     mark_registered(str(file.parent), registered)
     with contextlib.suppress(Exception):
-        tracking.end(payload["run_id"])
+        tracking.end(run_id)
     return registered
+
+
+def _read_pending(
+    file: Path,
+) -> tuple[str, str, TrainResult, EvalResult, GateSpec, dict[str, str]]:
+    """The registration kept in `file`; a damaged one (cut short, edited, not tuneline's) is one
+    line saying so, never a traceback."""
+    try:
+        payload = json.loads(file.read_text(encoding="utf-8"))
+        lineage = {str(k): str(v) for k, v in payload["lineage"].items()}
+        lineage["candidate_key"]  # noqa: B018 - registration is keyed by it
+        return (
+            str(payload["name"]),
+            str(payload["run_id"]),
+            TrainResult(**payload["train"]),
+            EvalResult(**payload["eval"]),
+            GateSpec(**payload["gate"]),
+            lineage,
+        )
+    except json.JSONDecodeError as exc:
+        problem = f"not JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+    except KeyError as exc:
+        problem = f"no {exc} entry"
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as exc:
+        problem = first_line(exc)
+    raise RegistryError(
+        f"{file}: damaged, cannot register from it ({problem}); re-run the recipe to train and "
+        "register it again"
+    )
 
 
 @task(name="stage_registration")
@@ -435,6 +589,7 @@ __all__ = [
     "register",
     "register_model",
     "register_pending",
+    "settle_candidate",
     "stage_registration",
 ]
 
@@ -464,6 +619,7 @@ def promote(name: str, version: str, who: str = "manual") -> str:
             mlc.set_registered_model_alias(name, PREVIOUS, champion.version)
         mlc.set_registered_model_alias(name, CHAMPION, target.version)
         mlc.set_model_version_tag(name, target.version, "promotion", f"promoted ({who})")
+        _note_moved_by_hand(name)
         before = f" (was version {champion.version})" if champion is not None else ""
         return f"{name} version {version} is now champion{before}"
 
@@ -482,6 +638,7 @@ def rollback(name: str) -> str:
         champion = current_champion(name)
         mlc.set_registered_model_alias(name, CHAMPION, previous.version)
         mlc.delete_registered_model_alias(name, PREVIOUS)
+        _note_moved_by_hand(name)
         if champion is not None:
             mlc.set_model_version_tag(name, champion.version, "promotion", "rolled back")
         was = f" (version {champion.version} rolled back)" if champion is not None else ""

@@ -116,6 +116,10 @@ class RedactingFilter(logging.Filter):
         masked = redact(message)
         if masked != message:
             record.msg, record.args = masked, ()
+        if record.exc_info:
+            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            if redact(text) != text:  # a traceback quoting a secret: keep it, masked
+                record.exc_info, record.exc_text = None, redact(text)
         return True
 
 

@@ -74,7 +74,12 @@ def artifact_root() -> str:
 
 
 def uses_embedded_store() -> bool:
-    return "MLFLOW_TRACKING_URI" not in os.environ
+    """Whether MLflow is a database opened in this process rather than a tracking server: then
+    MLflow would put artifacts in `<cwd>/mlruns`, so tuneline's experiments keep them under
+    `TUNELINE_HOME`. Read from the URI, not from whether `MLFLOW_TRACKING_URI` is set:
+    `mlflow.set_tracking_uri` sets that variable itself."""
+    scheme = tracking_uri().partition("://")[0].lower()
+    return scheme not in {"http", "https", "databricks", "databricks-uc", "uc"}
 
 
 @functools.cache

@@ -21,6 +21,9 @@ from tasks.errors import RegistryError, retry_unless_user_error
 from tasks.secrets import redact, redact_obj
 
 _READY: set[str] = set()
+# Runs this process started and has not ended: what an interrupt or a failure must not leave
+# RUNNING (MLflow keeps a run RUNNING forever otherwise).
+_OPEN: set[str] = set()
 
 
 def client() -> Any:
@@ -29,6 +32,9 @@ def client() -> Any:
 
     uri = settings.tracking_uri()
     mlflow.set_tracking_uri(uri)
+    # MLflow prints "View run ... at: <tracking URI>/#/..." on stdout when a run ends, with any
+    # credentials inside the URI; tuneline prints the run id itself.
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if not uri.startswith("sqlite:") or uri in _READY:
         return MlflowClient(tracking_uri=uri)
@@ -79,6 +85,7 @@ def start(experiment: str, run_name: str | None, tags: Mapping[str, str]) -> str
     mlc = client()
     experiment_id = ensure_experiment(experiment)
     run = mlc.create_run(experiment_id, run_name=run_name, tags=redact_obj(dict(tags)))
+    _OPEN.add(str(run.info.run_id))
     return str(run.info.run_id)
 
 
@@ -133,6 +140,58 @@ def log_dict(run_id: str, payload: Any, artifact_file: str) -> None:
 
 def end(run_id: str, status: str = "FINISHED") -> None:
     client().set_terminated(run_id, status=status)
+    _OPEN.discard(run_id)
+
+
+def end_open_runs(status: str) -> list[str]:
+    """End every run this process started and left open (FAILED, or KILLED on an interrupt);
+    returns their ids. Never raises: it runs while something else already went wrong."""
+    ended = []
+    for run_id in sorted(_OPEN):
+        try:
+            if client().get_run(run_id).info.status == "RUNNING":
+                end(run_id, status)
+                ended.append(run_id)
+            _OPEN.discard(run_id)
+        except Exception:  # MLflow away too: nothing more to do here
+            continue
+    return ended
+
+
+def end_runs_of_flow_run(flow_run_id: str, status: str) -> list[str]:
+    """End the RUNNING MLflow runs of one Prefect flow run (found by their tag, so this works
+    from any process, e.g. the runner that cancelled the flow run). Never raises."""
+    try:
+        mlc = client()
+        experiments = [e.experiment_id for e in mlc.search_experiments()]
+        runs = mlc.search_runs(
+            experiments,
+            f"tags.`prefect.flow_run_id` = '{flow_run_id}' and attributes.status = 'RUNNING'",
+        )
+    except Exception:
+        return []
+    ended = []
+    for run in runs:
+        try:
+            end(run.info.run_id, status)
+            ended.append(run.info.run_id)
+        except Exception:
+            continue
+    return ended
+
+
+def end_runs_on_state(flow: Any, flow_run: Any, state: Any) -> None:
+    """Prefect flow hook (`on_failure`, `on_crashed`, `on_cancellation`): the flow run's MLflow
+    runs end FAILED when it failed, KILLED when it was cancelled or aborted."""
+    from prefect.runtime import flow_run as current
+
+    status = "FAILED" if state.is_failed() else "KILLED"
+    if str(current.get_id() or "") == str(flow_run.id):
+        ended = end_open_runs(status)  # the flow's own process: it knows its runs
+    else:  # e.g. the runner that cancelled it: find them by tag
+        ended = end_runs_of_flow_run(str(flow_run.id), status)
+    for run_id in ended:
+        logging.getLogger("tuneline").warning("MLflow run %s marked %s", run_id, status)
 
 
 def flatten(prefix: str, value: Any) -> dict[str, Any]:

@@ -41,6 +41,7 @@ def _root() -> None:
 
     # Renames inside transformers 5 that trl still calls by the old name; nothing a user can act on.
     warnings.filterwarnings("ignore", message=".*is deprecated and will be removed in v6")
+    sys.excepthook = _redacting_excepthook
 
 
 out = Console()
@@ -99,6 +100,73 @@ def user_errors() -> Iterator[None]:
             soft_wrap=True,
         )
         raise typer.Exit(exc.exit_code) from None
+
+
+INTERRUPT_GRACE_S = 5.0
+
+
+@contextlib.contextmanager
+def runs_end_on_interrupt() -> Iterator[None]:
+    """Ctrl-C while a recipe runs ends its MLflow run KILLED (a failure: FAILED) and exits 1
+    within seconds. After Ctrl-C, Prefect reports the crash to its temporary API server, which
+    the same Ctrl-C stopped, and retries for minutes: a watchdog gives it `INTERRUPT_GRACE_S`,
+    then leaves. Checkpoints are complete or ignored, so the next run resumes from the last."""
+    import signal
+    import threading
+
+    from tasks import tracking
+
+    lock = threading.RLock()  # a second Ctrl-C may land while the first is being handled
+    said: list[bool] = []
+
+    def end_runs() -> None:
+        with lock:
+            if said:
+                return
+            said.append(True)
+        ended = tracking.end_open_runs("KILLED")
+        runs = f"; MLflow run {', '.join(ended)} marked KILLED" if ended else ""
+        err.print(
+            f"[bold red]interrupted[/]{runs}. Run the recipe again to resume from its last "
+            "checkpoint.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    def leave() -> None:
+        end_runs()
+        with contextlib.suppress(Exception):
+            from prefect.server.api.server import SubprocessASGIServer
+
+            for server in list(SubprocessASGIServer._instances.values()):
+                server.stop()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+    def watchdog() -> None:
+        import time
+
+        time.sleep(INTERRUPT_GRACE_S)
+        leave()
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if said or any(t.name == "tuneline-interrupt" for t in threading.enumerate()):
+            leave()  # a second Ctrl-C: leave now
+        threading.Thread(target=watchdog, name="tuneline-interrupt", daemon=True).start()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        end_runs()
+        raise typer.Exit(1) from None
+    except Exception:
+        tracking.end_open_runs("FAILED")
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _metrics_table(
@@ -161,7 +229,8 @@ def run(
             outcome = unchanged_outcome(parsed)
         if outcome is None:
             _prefect_api()
-            outcome = finetune(parsed)
+            with runs_end_on_interrupt():
+                outcome = finetune(parsed)
     _report_outcome(outcome)
     if json_:
         sys.stdout.write(outcome.to_json() + "\n")
@@ -512,6 +581,9 @@ def _report_outcome(outcome: Any) -> None:
             f"{outcome.model_name} version {outcome.model_version} already has this recipe, "
             "data and code: nothing trained."
         )
+        for reason in outcome.reasons:
+            if not reason.startswith("same recipe, data and code"):
+                out.print(f"  - {reason}", highlight=False)
     elif outcome.model_version:
         role = "champion" if outcome.promoted else "not promoted"
         out.print(f"Registered {outcome.model_name} version {outcome.model_version} ({role}).")
@@ -519,6 +591,15 @@ def _report_outcome(outcome: Any) -> None:
             out.print(f"  - {reason}", highlight=False)
     if outcome.mlflow_run_id:
         out.print(f"MLflow run: {outcome.mlflow_run_id}", highlight=False)
+
+
+def _redacting_excepthook(kind: Any, value: Any, traceback: Any) -> None:
+    """A bug's traceback, with any secret it quotes (a tracking URI's password) masked."""
+    import traceback as tb
+
+    from tasks.secrets import redact
+
+    sys.stderr.write(redact("".join(tb.format_exception(kind, value, traceback))))
 
 
 def main() -> None:

@@ -86,7 +86,7 @@ def champion(server: MlflowServer, name: str) -> str | None:
 
 def test_short_outage_is_waited_out(keyword_recipe: Path, server: MlflowServer) -> None:
     code, output = run_stopping_mlflow_after_evaluation(
-        keyword_recipe, server, env_for(server, "12,12"), restart_after=1.0
+        keyword_recipe, server, env_for(server, "15,30"), restart_after=1.0
     )
     assert code == 0, output[-4000:]
     assert "Registered keyword-classifier version 1 (champion)" in output
