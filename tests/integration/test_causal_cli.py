@@ -18,11 +18,15 @@ QUICK = [
     "--set",
     "train.max_steps=2",
     "--set",
-    "evaluate.generation_rows=4",
+    "evaluate.generation_rows=6",
     "--set",
     "evaluate.max_new_tokens=4",
     "--set",
     "register.gate.beat_base=false",
+    # six generated rows are the fewest a paired comparison can decide on, and only for a gain
+    # of all of them: enough for this test of registering and loading
+    "--set",
+    "register.gate.detect_gain=1.0",
     "--json",
 ]
 
