@@ -96,6 +96,8 @@ CHECK_CONFIGS: dict[str, type[CheckConfig]] = {
     "required_fields": CheckConfig,
     "empty_text": MaxShare,
     "label_in_set": CheckConfig,
+    "label_count": CheckConfig,
+    "eval_size": CheckConfig,
     "text_length": TextLength,
     "token_length": TokenLength,
     "exact_duplicates": MaxShare,

@@ -56,6 +56,12 @@ class ContractData:
     method: str | None = None
     count_tokens: Callable[[list[str]], list[int]] | None = None
     max_length: int | None = None
+    # what the promotion gate needs from the eval set (set by tasks.validation from the recipe's
+    # gate): the fewest eval rows its test can show `gate_target` on, and how many rows of the
+    # eval set the gate metric is measured on (causal LMs generate from the first rows only)
+    eval_rows_needed: int | None = None
+    eval_rows_used: int | None = None
+    gate_target: str = ""
 
 
 # -- the text a row is judged by -----------------------------------------------------------------
@@ -374,6 +380,44 @@ def _canonical(text: str) -> str:
         return text.lower()
     text = unicodedata.normalize("NFKC", _without_format_characters(text))
     return unicodedata.normalize("NFKC", text.casefold())  # folding may undo the composition
+
+
+def _label_count(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
+    """A classifier needs at least two labels in its training rows, declared or not: trained on
+    one, it can only ever answer that one (and scores perfectly on an eval set of that label)."""
+    if data.format != "classification" or "label" not in data.train:
+        return None
+    present = sorted(str(v) for v in data.train["label"].dropna().unique())
+    ok = len(present) >= 2
+    declared = f"; declared: {', '.join(data.labels)}" if data.labels else ""
+    msg = (
+        f"{len(present)} labels in train"
+        if ok
+        else f"train has {len(present)} label{'' if len(present) == 1 else 's'}"
+        f"{' (' + repr(present[0]) + ')' if present else ''}{declared}; a classifier needs rows "
+        "of at least two labels"
+    )
+    return CheckResult("label_count", cfg.severity, ok, len(present), 2, msg, present[:5])
+
+
+def _eval_size(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
+    """Whether the eval set is large enough for the promotion gate to ever show the gain it is
+    asked to detect (see tasks.promotion.rows_needed)."""
+    if data.eval_rows_needed is None:
+        return None
+    have = len(data.eval) if data.eval_rows_used is None else data.eval_rows_used
+    need = data.eval_rows_needed
+    rows = f"{have:,} row{'' if have == 1 else 's'}"
+    used = "" if have == len(data.eval) else f" (of {len(data.eval):,}, evaluate.generation_rows)"
+    ok = have >= need
+    if ok:
+        msg = f"eval has {rows}{used}; about {need:,} are needed {data.gate_target}"
+    else:
+        msg = (
+            f"eval has {rows}{used}; about {need:,} are needed {data.gate_target}: add eval "
+            "rows, or set register.gate.detect_gain to the larger gain this eval set can show"
+        )
+    return CheckResult("eval_size", cfg.severity, ok, have, need, msg)
 
 
 def _norm(value: Any) -> str:
@@ -727,6 +771,8 @@ PLAIN_CHECKS: dict[str, Callable[[CheckConfig, ContractData], CheckResult | None
     "method_minimum": _method_minimum,
     "conflicting_labels": _conflicting_labels,
     "label_balance": _label_balance,
+    "label_count": _label_count,
+    "eval_size": _eval_size,
     "contamination_exact": _contamination_exact,
     "near_duplicates": _near_duplicates,
     "contamination_near": _contamination_near,

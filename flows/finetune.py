@@ -168,6 +168,8 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
         recipe.method.name,
         recipe.base_model,
         recipe.tokenize.max_length,
+        recipe.registry.gate if recipe.registry.enabled else None,
+        recipe.evaluate.generation_rows,
     )
     if not report.passed:
         tracking.end_tracking(run_id, "FAILED")

@@ -11,6 +11,7 @@ from tasks import settings
 from tasks.data import DataSpec, load_data
 from tasks.errors import ContractFailed
 from tasks.models import BaseModelSpec
+from tasks.promotion import GateSpec
 from tasks.validation import ValidationRef, validate_data
 
 
@@ -23,12 +24,23 @@ def validate(
     base_model: BaseModelSpec | None = None,
     max_length: int | None = None,
     seed: int = 42,
+    gate: GateSpec | None = None,
+    generation_rows: int | None = None,
 ) -> ValidationRef:
     """Load the data and check it against the contract; fail the run when an error check fails."""
     loaded = load_data(data, seed)
     out_dir = Path(settings.home()) / "validations" / loaded.fingerprint
     report = validate_data(
-        loaded, contract, base_dir, None, str(out_dir), method, base_model, max_length
+        loaded,
+        contract,
+        base_dir,
+        None,
+        str(out_dir),
+        method,
+        base_model,
+        max_length,
+        gate,
+        generation_rows,
     )
     if not report.passed:
         raise ContractFailed(f"{report.summary}\nReport: {report.report_html}", report)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasks import artifacts, tracking
 from tasks.data import DataRef
 from tasks.models import BaseModelSpec, load_tokenizer
+from tasks.promotion import RowScores, rows_from_records
 
 Metric = Literal["accuracy", "f1"]
 
@@ -64,6 +65,9 @@ class EvalResult:
     # other reference points beside the base model (e.g. the base prompted with k examples)
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    # per-row results of the fine-tuned and the base model (what the gate pairs rows on); saved
+    # in the run's `eval/` artifacts, so a later candidate is compared with them row by row
+    rows_path: str = ""
 
 
 def classification_metrics(
@@ -130,7 +134,24 @@ def evaluate_classifier(
             }
             handle.write(json.dumps(row) + "\n")
     confusion = confusion_matrix(y_true, y_pred, labels=list(range(len(labels)))).tolist()
-    return EvalResult(metrics, base_metrics, str(table), confusion, labels)
+    return EvalResult(metrics, base_metrics, str(table), confusion, labels, rows_path=str(table))
+
+
+# The per-row tables a run's `eval/` artifacts may hold, in the order they are looked for.
+ROW_TABLES = ("eval_rows.jsonl", "eval_predictions.jsonl")
+
+
+def load_rows(path: str | Path) -> tuple[RowScores, RowScores | None] | None:
+    """The fine-tuned and base models' per-row results from a saved eval table (see
+    `tasks.promotion.rows_from_records`), or None when there is no readable table."""
+    file = Path(path)
+    if not str(path) or not file.is_file():
+        return None
+    try:
+        records = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return None
+    return rows_from_records(records) if records else None
 
 
 def before_after_markdown(result: EvalResult) -> str:

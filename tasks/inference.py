@@ -3,7 +3,6 @@ Prefect import: this module is bundled with every registered model)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 
@@ -53,26 +52,6 @@ def token_logprobs(
                 results[i] = (float(sums[j]), int(counts[j]))
     out = [results[i] for i in range(len(ids))]
     return out
-
-
-def lm_loss(
-    model: Any, tokenizer: Any, split: Any, max_length: int, batch: int
-) -> dict[str, float]:
-    """Mean token loss and perplexity on the tokenized eval split (completion tokens when the
-    rows are demonstrations, every token of a corpus)."""
-    if len(split) == 0:
-        return {}
-    ids = [list(r)[:max_length] for r in split["input_ids"]]
-    if "completion_mask" in split.column_names:
-        scored = [list(m)[:max_length] for m in split["completion_mask"]]
-    else:
-        scored = [[1] * len(r) for r in ids]
-    pairs = token_logprobs(model, ids, scored, tokenizer.pad_token_id, batch)
-    total = sum(c for _, c in pairs)
-    if not total:
-        return {}
-    loss = -sum(s for s, _ in pairs) / total
-    return {"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
 
 # End-of-turn tokens of common chat templates: a chat model's answer ends there, not at EOS.

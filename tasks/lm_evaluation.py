@@ -8,6 +8,10 @@
 - dpo and reward: preference accuracy (chosen scored above rejected) and mean margin; a DPO
   policy scores an answer by its log-probability given the prompt, a reward model by its score;
 - rlhf: mean reward of the policy's greedy answers under the recipe's reward model.
+
+Beside the figures, every eval row's own values for both models (`eval_rows.jsonl`: its token
+loss, exact match and ROUGE-L, preference margin or reward, and the greedy answer), which the
+promotion gate pairs row by row with the champion's.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from prefect.artifacts import create_markdown_artifact
 
 from tasks import artifacts, tracking
 from tasks.evaluation import EvalResult, EvaluateSpec, before_after_markdown, samples_markdown
-from tasks.inference import END_OF_TURN, generate, lm_loss, reward_scores, token_logprobs
+from tasks.inference import END_OF_TURN, generate, reward_scores, token_logprobs
 from tasks.models import BaseModelSpec
+from tasks.promotion import row_key, unique_keys
 from tasks.tokenization import TokenizedRef, load_split
 
 
@@ -41,18 +46,66 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower()).rstrip(".!?")
 
 
-def text_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """Exact match (after lower-casing, whitespace and final punctuation) and ROUGE-L F1."""
+def text_rows(predictions: list[str], references: list[str]) -> list[dict[str, Any]]:
+    """Per row: exact match (after lower-casing, whitespace and final punctuation), ROUGE-L F1
+    and the answer itself."""
     from rouge_score import rouge_scorer
 
-    if not references:
-        return {}
     scorer = rouge_scorer.RougeScorer(["rougeL"])
-    exact = [normalise(p) == normalise(r) for p, r in zip(predictions, references, strict=True)]
-    rouge = [
-        scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references, strict=True)
+    return [
+        {
+            "exact_match": float(normalise(p) == normalise(r)),
+            "rougeL": float(scorer.score(r, p)["rougeL"].fmeasure),
+            "answer": p,
+        }
+        for p, r in zip(predictions, references, strict=True)
     ]
-    return {"exact_match": float(np.mean(exact)), "rougeL": float(np.mean(rouge))}
+
+
+def text_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Exact match and ROUGE-L F1, averaged over the rows."""
+    rows = text_rows(predictions, references)
+    if not rows:
+        return {}
+    return {
+        "exact_match": float(np.mean([r["exact_match"] for r in rows])),
+        "rougeL": float(np.mean([r["rougeL"] for r in rows])),
+    }
+
+
+def loss_figures(pairs: list[tuple[float, int]]) -> dict[str, float]:
+    """Mean token loss and perplexity from per-row (log-probability sum, token count)."""
+    total = sum(c for _, c in pairs)
+    if not total:
+        return {}
+    loss = -sum(s for s, _ in pairs) / total
+    return {"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+
+
+def loss_rows(pairs: list[tuple[float, int]]) -> list[dict[str, Any]]:
+    return [{"loss_sum": -s, "tokens": c} for s, c in pairs]
+
+
+def lm_pairs(model: Any, tokenizer: Any, split: Any, max_length: int, batch: int) -> list[Any]:
+    """Per eval row: (log-probability of its scored tokens, their count): completion tokens when
+    the rows are demonstrations, every token of a corpus."""
+    if len(split) == 0:
+        return []
+    ids = [list(r)[:max_length] for r in split["input_ids"]]
+    if "completion_mask" in split.column_names:
+        scored = [list(m)[:max_length] for m in split["completion_mask"]]
+    else:
+        scored = [[1] * len(r) for r in ids]
+    return token_logprobs(model, ids, scored, tokenizer.pad_token_id, batch)
+
+
+def row_keys(split: Any) -> list[str]:
+    """Each eval row's identity: its text fields, or its tokens for a corpus."""
+    fields = [c for c in ("prompt", "completion", "chosen", "rejected") if c in split.column_names]
+    if fields:
+        columns = [split[c] for c in fields]
+        return unique_keys([row_key(*row) for row in zip(*columns, strict=True)])
+    return unique_keys([row_key(list(ids)) for ids in split["input_ids"]])
 
 
 def preference_figures(chosen: list[float], rejected: list[float]) -> dict[str, float]:
@@ -104,7 +157,10 @@ def _sft_figures(
     max_length: int,
     spec: EvaluateSpec,
     seed: int,
+    rows: list[list[dict[str, Any]]],
 ) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]], list[dict[str, Any]]]:
+    """Generations scored against the references; the per-row values go into `rows` (fine-tuned
+    model first, base second)."""
     held = _subset(load_split(tokenized, "eval"), spec.generation_rows)
     prompts = list(held["prompt"])
     refs = [_plain(tokenizer, c) for c in held["completion"]]
@@ -112,6 +168,7 @@ def _sft_figures(
         model, tokenizer, prompts, spec.max_new_tokens, max_length, spec.batch_size
     )
     metrics = text_scores(generated, refs)
+    rows[0] = text_rows(generated, refs)
     base_metrics: dict[str, float] = {}
     baselines: dict[str, dict[str, float]] = {}
     base_out = icl_out = [""] * len(prompts)
@@ -120,6 +177,7 @@ def _sft_figures(
             base, tokenizer, prompts, spec.max_new_tokens, max_length, spec.batch_size
         )
         base_metrics = text_scores(base_out, refs)
+        rows[1] = text_rows(base_out, refs)
         if spec.icl_shots:
             shots = _icl_prompts(load_split(tokenized, "train"), prompts, spec.icl_shots, seed)
             icl_out = generate(
@@ -135,7 +193,9 @@ def _sft_figures(
 
 def _pair_figures(
     model: Any, tokenizer: Any, held: Any, objective: str, max_length: int, batch: int
-) -> dict[str, float]:
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Preference accuracy and margin (and the chosen answers' loss, for a policy), with each
+    pair's own margin (and loss)."""
     prompts, chosen, rejected = list(held["prompt"]), list(held["chosen"]), list(held["rejected"])
     if objective == "score":
         good = reward_scores(
@@ -152,15 +212,18 @@ def _pair_figures(
             max_length,
             batch,
         )
-        return preference_figures(good, bad)
+        return preference_figures(good, bad), [
+            {"margin": g - b} for g, b in zip(good, bad, strict=True)
+        ]
     chosen_lp = completion_logprobs(model, tokenizer, prompts, chosen, max_length, batch)
     rejected_lp = completion_logprobs(model, tokenizer, prompts, rejected, max_length, batch)
     figures = preference_figures([lp for lp, _ in chosen_lp], [lp for lp, _ in rejected_lp])
-    tokens = sum(n for _, n in chosen_lp)
-    if tokens:  # held-out loss of the chosen answers
-        loss = -sum(lp for lp, _ in chosen_lp) / tokens
-        figures.update({"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0))})
-    return figures
+    figures.update(loss_figures(chosen_lp))  # held-out loss of the chosen answers
+    rows = [
+        {"margin": c - r, **loss}
+        for (c, _), (r, _), loss in zip(chosen_lp, rejected_lp, loss_rows(chosen_lp), strict=True)
+    ]
+    return figures, rows
 
 
 def _rl_figures(
@@ -171,7 +234,7 @@ def _rl_figures(
     method: dict[str, Any],
     max_length: int,
     spec: EvaluateSpec,
-) -> tuple[float, list[str]]:
+) -> tuple[float, list[str], list[float]]:
     from tasks.reward_models import load_reward_model
 
     scorer, scorer_tokenizer = load_reward_model(reward_model)
@@ -186,7 +249,7 @@ def _rl_figures(
         max_length,
         spec.batch_size,
     )
-    return float(np.mean(scores)) if scores else 0.0, answers
+    return float(np.mean(scores)) if scores else 0.0, answers, scores
 
 
 def evaluate_causal(
@@ -216,32 +279,44 @@ def evaluate_causal(
     base_metrics: dict[str, float] = {}
     baselines: dict[str, dict[str, float]] = {}
     samples: list[dict[str, Any]] = []
+    # per eval row, the fine-tuned model's values and the base's (merged column by column)
+    rows: list[list[dict[str, Any]]] = [[], []]
     if objective == "lm":
-        metrics = lm_loss(model, tokenizer, held_all, max_length, spec.batch_size)
+        pairs = lm_pairs(model, tokenizer, held_all, max_length, spec.batch_size)
+        metrics, rows[0] = loss_figures(pairs), loss_rows(pairs)
         if base_model is not None:
-            base_metrics = lm_loss(base_model, tokenizer, held_all, max_length, spec.batch_size)
+            pairs = lm_pairs(base_model, tokenizer, held_all, max_length, spec.batch_size)
+            base_metrics, rows[1] = loss_figures(pairs), loss_rows(pairs)
         if "completion" in held_all.column_names:
+            generated: list[list[dict[str, Any]]] = [[], []]
             m, b, baselines, samples = _sft_figures(
-                model, base_model, tokenizer, tokenized, max_length, spec, seed
+                model, base_model, tokenizer, tokenized, max_length, spec, seed, generated
             )
             metrics.update(m)
             base_metrics.update(b)
+            rows = [_merge(r, g) for r, g in zip(rows, generated, strict=True)]
     elif objective in ("preference", "score"):
-        metrics = _pair_figures(model, tokenizer, held, objective, max_length, spec.batch_size)
+        metrics, rows[0] = _pair_figures(
+            model, tokenizer, held, objective, max_length, spec.batch_size
+        )
         if base_model is not None:
-            base_metrics = _pair_figures(
+            base_metrics, rows[1] = _pair_figures(
                 base_model, tokenizer, held, objective, max_length, spec.batch_size
             )
     elif objective == "rl":
         reward_ref = method["reward_model"]
-        metrics["mean_reward"], answers = _rl_figures(
+        metrics["mean_reward"], answers, scores = _rl_figures(
             model, tokenizer, held, reward_ref, method, max_length, spec
         )
+        rows[0] = [{"reward": s, "answer": a} for s, a in zip(scores, answers, strict=True)]
         base_answers = [""] * len(answers)
         if base_model is not None:
-            base_metrics["mean_reward"], base_answers = _rl_figures(
+            base_metrics["mean_reward"], base_answers, scores = _rl_figures(
                 base_model, tokenizer, held, reward_ref, method, max_length, spec
             )
+            rows[1] = [
+                {"reward": s, "answer": a} for s, a in zip(scores, base_answers, strict=True)
+            ]
         samples = [
             {"prompt": p, "fine_tuned": a, "base": b}
             for p, a, b in zip(held["prompt"], answers, base_answers, strict=True)
@@ -251,13 +326,37 @@ def evaluate_causal(
     with table.open("w") as handle:
         for row in samples:
             handle.write(json.dumps(row) + "\n")
+    per_row = out_dir / "eval_rows.jsonl"
+    write_rows(per_row, row_keys(held_all), rows[0], rows[1] if base_model is not None else None)
     return EvalResult(
         metrics,
         base_metrics,
         str(table),
         baselines=baselines,
         samples=samples[: spec.sample_table_rows],
+        rows_path=str(per_row),
     )
+
+
+def _merge(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Row by row, the values of `second` added to those of `first` (which may be longer)."""
+    return [{**a, **(second[i] if i < len(second) else {})} for i, a in enumerate(first)]
+
+
+def write_rows(
+    path: Path,
+    keys: list[str],
+    model: list[dict[str, Any]],
+    base: list[dict[str, Any]] | None,
+) -> None:
+    """`eval_rows.jsonl`: one line per eval row, `{key, model: {...}, base: {...}}` (rows past
+    the generated or paired subset carry only what was measured on them)."""
+    with path.open("w") as handle:
+        for i, key in enumerate(keys):
+            record: dict[str, Any] = {"key": key, "model": model[i] if i < len(model) else {}}
+            if base is not None:
+                record["base"] = base[i] if i < len(base) else {}
+            handle.write(json.dumps(record) + "\n")
 
 
 @task(name="evaluate_lm_model")
@@ -281,6 +380,7 @@ def evaluate_lm_model(
             prefix = "icl" if index == 0 else f"baseline{index}"
             tracking.log_metrics(run_id, {f"{prefix}_{k}": v for k, v in figures.items()})
         tracking.log_file(run_id, result.table_path, "eval")
+        tracking.log_file(run_id, result.rows_path, "eval")
         tracking.log_text(run_id, table, "eval/before_after.md")
         if samples:
             tracking.log_text(run_id, samples, "eval/sample_generations.md")

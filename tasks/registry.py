@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks import locks, settings, tracking
@@ -27,8 +28,8 @@ from tasks.errors import (
     first_line,
     retry_unless_user_error,
 )
-from tasks.evaluation import EvalResult, before_after_markdown
-from tasks.promotion import Decision, GateSpec, decide_promotion
+from tasks.evaluation import ROW_TABLES, EvalResult, before_after_markdown, load_rows
+from tasks.promotion import Decision, GateSpec, RowScores, decide_promotion, decision_markdown
 from tasks.secrets import redact, redact_obj
 from tasks.training.base import TrainResult
 
@@ -133,6 +134,29 @@ def current_champion(name: str) -> Any | None:
         if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
             return None  # no such model yet, or no version holds the alias
         raise
+
+
+def champion_rows(champion: Any) -> RowScores | None:
+    """The champion's per-row eval results, from its run's `eval/` artifacts (None when they
+    cannot be fetched: the gate then declines to promote on an unpaired comparison)."""
+    import tempfile
+
+    run_id = (champion.tags or {}).get("mlflow_run_id") or champion.run_id
+    if not run_id:
+        return None
+    mlc = tracking.client()
+    with tempfile.TemporaryDirectory() as folder:
+        for table in ROW_TABLES:
+            try:
+                local = mlc.download_artifacts(run_id, f"eval/{table}", folder)
+            except Exception:
+                if not reachable():
+                    raise  # an outage, not a missing table: the register task waits and retries
+                continue  # not logged by this run (older or other model family)
+            loaded = load_rows(local)
+            if loaded is not None:
+                return loaded[0]
+    return None
 
 
 def _pip_requirements() -> list[str]:
@@ -274,11 +298,16 @@ def register(
         if existing is not None:
             return _settle(name, existing)
         champion = current_champion(name)
+        candidate_rows, base_rows = load_rows(ev.rows_path) or (None, None)
         decision = decide_promotion(
             ev.metrics,
             version_metrics(champion) if champion is not None else None,
             ev.base_metrics,
             gate,
+            candidate_rows,
+            champion_rows(champion) if champion is not None else None,
+            base_rows,
+            f"champion (version {champion.version})" if champion is not None else "champion",
         )
         tags = {
             **lineage,
@@ -291,6 +320,7 @@ def register(
             "promotion": "promoted" if decision.promote else "not promoted",
             **({PROMOTION_STATE: "pending"} if decision.promote else {}),
             "promotion_reasons": "; ".join(decision.reasons)[:5000],
+            **decision.tags(),
         }
         card = model_card(name, lineage, train, ev, decision, champion)
         version = log_model_version(run_id, name, train, tags, card)
@@ -445,6 +475,11 @@ def register_model(
     )
     if pending:
         mark_registered(pending, registered)
+    create_markdown_artifact(
+        key="promotion",
+        markdown=decision_markdown(registered.promoted, registered.reasons),
+        description="Promotion gate decision",
+    )
     return registered
 
 

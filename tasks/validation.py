@@ -17,6 +17,7 @@ from tasks import tracking
 from tasks.data import FORMAT_FIELDS, OPTIONAL_FIELDS, DataRef
 from tasks.errors import RecipeError
 from tasks.models import BaseModelSpec
+from tasks.promotion import LOWER_IS_BETTER, POINT_METRICS, GateSpec, rows_needed
 
 # Fields that must not be empty strings, per format (chat is checked turn by turn instead).
 TEXT_FIELDS = {
@@ -53,6 +54,29 @@ def token_counter(model: BaseModelSpec) -> Any:
     return count
 
 
+def gate_needs(
+    gate: GateSpec | None, data_format: str, n_eval: int, generation_rows: int | None
+) -> dict[str, Any]:
+    """What the eval_size check compares: the fewest eval rows on which the gate's test could
+    show `gate.detect_gain`, and the rows the gate metric is measured on."""
+    if gate is None:
+        return {}
+    metric = gate.metric or "accuracy"
+    needed = rows_needed(metric, gate.detect_gain, gate.beat_champion_by, gate.confidence)
+    used = n_eval
+    subset = data_format == "preference" or metric not in LOWER_IS_BETTER
+    if data_format != "classification" and subset and generation_rows:
+        used = min(n_eval, generation_rows)  # generated from, or scored in pairs, on these only
+    level = f"{gate.confidence * 100:g}%"
+    if metric in POINT_METRICS and metric != "rougeL":
+        target = f"to detect a {gate.detect_gain * 100:g}-point gain in {metric} at {level}"
+        if gate.beat_champion_by:
+            target += f" over the {gate.beat_champion_by * 100:g}-point margin"
+    else:
+        target = f"for a paired comparison of {metric} to clear at {level}"
+    return {"eval_rows_needed": needed, "eval_rows_used": used, "gate_target": target}
+
+
 def validate(
     data: DataRef,
     spec: ContractSpec | None,
@@ -60,8 +84,11 @@ def validate(
     method: str | None = None,
     model: BaseModelSpec | None = None,
     max_length: int | None = None,
+    gate: GateSpec | None = None,
+    generation_rows: int | None = None,
 ) -> Report:
-    """Run the contract on the loaded data (pure apart from reading the cached tables)."""
+    """Run the contract on the loaded data (pure apart from reading the cached tables). With the
+    recipe's promotion `gate`, the eval set is also sized for it."""
     try:
         contract = load_contract(spec, base_dir, data.format)
     except ContractError as exc:
@@ -69,10 +96,11 @@ def validate(
     required = [
         f for f in FORMAT_FIELDS[data.format] if f not in OPTIONAL_FIELDS.get(data.format, ())
     ]
+    held = data.eval()
     contract_data = ContractData(
         format=data.format,
         train=data.train(),
-        eval=data.eval(),
+        eval=held,
         required=required,
         text_fields=TEXT_FIELDS[data.format],
         labels=data.labels,
@@ -80,6 +108,7 @@ def validate(
         method=method,
         count_tokens=token_counter(model) if model is not None and max_length else None,
         max_length=max_length,
+        **gate_needs(gate, data.format, len(held), generation_rows),
     )
     return run_contract(contract, contract_data)
 
@@ -102,9 +131,20 @@ def validate_data(
     method: str | None = None,
     model: BaseModelSpec | None = None,
     max_length: int | None = None,
+    gate: GateSpec | None = None,
+    generation_rows: int | None = None,
 ) -> ValidationRef:
     """Run the contract, save the report (files, MLflow run, Prefect artifact); return its verdict."""
-    report = validate(data, spec, Path(base_dir) if base_dir else None, method, model, max_length)
+    report = validate(
+        data,
+        spec,
+        Path(base_dir) if base_dir else None,
+        method,
+        model,
+        max_length,
+        gate,
+        generation_rows,
+    )
     json_path, html_path, docs = save_report(report, Path(out_dir))
     if run_id:
         tracking.log_file(run_id, json_path, "data_contract")

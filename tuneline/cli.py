@@ -278,6 +278,8 @@ def validate(
                 "base_model": parsed.base_model,
                 "max_length": parsed.tokenize.max_length,
                 "seed": parsed.train.seed,
+                "gate": parsed.registry.gate if parsed.registry.enabled else None,
+                "generation_rows": parsed.evaluate.generation_rows,
             }
         else:
             try:

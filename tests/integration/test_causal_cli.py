@@ -18,19 +18,27 @@ QUICK = [
     "--set",
     "train.max_steps=2",
     "--set",
-    "evaluate.generation_rows=4",
+    "evaluate.generation_rows=6",
     "--set",
     "evaluate.max_new_tokens=4",
     "--set",
     "register.gate.beat_base=false",
+    # six generated rows are the fewest a paired comparison can decide on, and only for a gain
+    # of all of them: enough for this test of registering and loading
+    "--set",
+    "register.gate.detect_gain=1.0",
     "--json",
 ]
 
 
 def run(recipe: str) -> dict:
     proc = tuneline("run", str(REPO / "deployments" / recipe), *QUICK)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode in (0, 3), proc.stdout[-2000:] + proc.stderr[-3000:]
+    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
+    if proc.returncode == 3:  # two steps may leave a policy with one answer for every prompt
+        assert outcome["status"] == "not_promoted"
+        assert "same greedy answer" in outcome["reasons"][0], outcome["reasons"]
+    return outcome
 
 
 def test_reward_then_rlhf_then_sft_register_and_load(tuneline_home: Path) -> None:
@@ -44,7 +52,7 @@ def test_reward_then_rlhf_then_sft_register_and_load(tuneline_home: Path) -> Non
     assert reward["train"]["steps"] == 2
 
     rlhf = run("assistant-rlhf.yaml")  # scores with models:/assistant-reward@champion
-    assert rlhf["status"] == "promoted"
+    assert rlhf["model_version"] == "1"
     assert set(rlhf["metrics"]) == {"mean_reward"} and set(rlhf["base_metrics"]) == {"mean_reward"}
 
     sft = run("assistant-sft-chat.yaml")
@@ -56,7 +64,7 @@ def test_reward_then_rlhf_then_sft_register_and_load(tuneline_home: Path) -> Non
     scores = scorer.predict(["Give the opposite of this word.\nhot\ncold", "hello"])
     assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
     for name in ("assistant-rlhf", "assistant-sft-chat"):
-        model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+        model = mlflow.pyfunc.load_model(f"models:/{name}/1")
         answers = model.predict(
             ["Tell me about the river in Ashford."], params={"max_new_tokens": 4}
         )
@@ -65,7 +73,7 @@ def test_reward_then_rlhf_then_sft_register_and_load(tuneline_home: Path) -> Non
     assert tags["method"] == "rlhf" and json.loads(tags["base_model_ref"])["kind"] == "tiny"
 
     # the CLI serves them too
-    proc = tuneline("predict", "models:/assistant-sft-chat@champion", "hello", "--json")
+    proc = tuneline("predict", "models:/assistant-sft-chat/1", "hello", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(json.loads(proc.stdout)) == 1
 

@@ -11,7 +11,9 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-WEAK = ["--set", "train.max_steps=1", "--set", "train.learning_rate=1e-9"]
+# Weak but not degenerate: a learning rate that leaves the classifier at about 60% on the eval
+# rows without collapsing onto one class (which the gate never promotes).
+WEAK = ["--set", "train.learning_rate=2e-3"]
 
 
 def tuneline(
@@ -79,12 +81,20 @@ def test_register_rerun_better_worse_rollback_predict(
     assert last_json(again)["status"] == "unchanged"
     assert len(client.search_model_versions(f"name = '{name}'")) == 1
 
-    # 3. a better candidate takes champion; the old one keeps previous-champion
+    # 3. a clearly better candidate takes champion (paired on the same eval rows, the interval
+    # of its gain above 0); the old one keeps previous-champion
     better = tuneline("run", recipe, "--json", env=env)
     assert better.returncode == 0, better.stderr[-3000:]
     v2 = last_json(better)
-    assert v2["model_version"] == "2" and v2["promoted"] is True
+    assert v2["model_version"] == "2" and v2["promoted"] is True, v2["reasons"]
     assert v2["metrics"]["accuracy"] > v1["metrics"]["accuracy"]
+    beat = next(r for r in v2["reasons"] if "champion (version 1)" in r)
+    assert "95% interval [+" in beat and "n = 60" in beat and "McNemar exact" in beat
+    tags2 = client.get_model_version(name, "2").tags
+    assert (
+        float(tags2["gate.champion.accuracy.low"]) > 0 and tags2["gate.champion.accuracy.n"] == "60"
+    )
+    assert "95% interval" in client.get_model_version(name, "2").description
     assert client.get_model_version_by_alias(name, "champion").version == "2"
     assert client.get_model_version_by_alias(name, "previous-champion").version == "1"
 
@@ -95,7 +105,8 @@ def test_register_rerun_better_worse_rollback_predict(
     assert v3["model_version"] == "3" and v3["promoted"] is False
     tags3 = client.get_model_version(name, "3").tags
     assert tags3["promotion"] == "not promoted"
-    assert "does not beat champion" in tags3["promotion_reasons"]
+    assert "does not beat champion (version 2)" in tags3["promotion_reasons"]
+    assert float(tags3["gate.champion.accuracy.low"]) <= 0
     assert client.get_model_version_by_alias(name, "champion").version == "2"
 
     # 5. predict through the champion alias, from arguments and from stdin

@@ -117,7 +117,7 @@ data: {{train: "{data_url}/train.jsonl", eval: "{data_url}/eval.jsonl", labels: 
 tokenize: {{max_length: 32}}
 method: {{name: full}}
 train: {{max_steps: 4, batch_size: 16}}
-register: {{gate: {{beat_base: false}}}}
+register: {{gate: {{beat_base: false, detect_gain: 0.15}}}}
 """
     )
     proc = subprocess.run(
