@@ -145,12 +145,12 @@ def last_json(proc: subprocess.CompletedProcess[str]) -> dict:
 
 
 def test_interrupted_promotion_is_completed_by_the_next_run(
-    tiny_recipe: Path, registry: tuple[MlflowServer, RefusingProxy], proxy: RefusingProxy
+    keyword_recipe: Path, registry: tuple[MlflowServer, RefusingProxy], proxy: RefusingProxy
 ) -> None:
     name = "repair-interrupted"
     # MLflow stops answering between creating the version and moving `champion`
     proxy.refuse.add(SET_ALIAS)
-    cut = tuneline("run", str(tiny_recipe), "--set", f"name={name}", proxy=proxy)
+    cut = tuneline("run", str(keyword_recipe), "--set", f"name={name}", proxy=proxy)
     assert cut.returncode == 1, cut.stdout[-2000:] + cut.stderr[-3000:]
     assert proxy.refused[SET_ALIAS] >= 1
     assert [v.version for v in versions(registry, name)] == ["1"], cut.stdout + cut.stderr
@@ -158,7 +158,7 @@ def test_interrupted_promotion_is_completed_by_the_next_run(
     assert versions(registry, name)[0].tags["promotion_state"] == "pending"
 
     proxy.refuse.clear()
-    again = tuneline("run", str(tiny_recipe), "--set", f"name={name}", "--json", proxy=proxy)
+    again = tuneline("run", str(keyword_recipe), "--set", f"name={name}", "--json", proxy=proxy)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
     assert champion(registry, name) == "1"
     assert "completed the interrupted promotion of version 1" in again.stdout
@@ -168,20 +168,20 @@ def test_interrupted_promotion_is_completed_by_the_next_run(
     assert [v.version for v in versions(registry, name)] == ["1"]
     assert client(registry).get_model_version(name, "1").tags["promotion_state"] == "done"
 
-    third = tuneline("run", str(tiny_recipe), "--set", f"name={name}", "--json", proxy=proxy)
+    third = tuneline("run", str(keyword_recipe), "--set", f"name={name}", "--json", proxy=proxy)
     assert third.returncode == 0 and last_json(third)["status"] == "unchanged"
 
 
 def test_failing_version_search_is_retried_then_one_line_and_no_retrain(
-    tiny_recipe: Path, registry: tuple[MlflowServer, RefusingProxy], proxy: RefusingProxy
+    keyword_recipe: Path, registry: tuple[MlflowServer, RefusingProxy], proxy: RefusingProxy
 ) -> None:
     name = "repair-search"
-    first = tuneline("run", str(tiny_recipe), "--set", f"name={name}", "--json", proxy=proxy)
+    first = tuneline("run", str(keyword_recipe), "--set", f"name={name}", "--json", proxy=proxy)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
     runs_before = len(client(registry).search_runs([first_run_experiment(registry, name)]))
 
     proxy.refuse.add(SEARCH)
-    failed = tuneline("run", str(tiny_recipe), "--set", f"name={name}", "--json", proxy=proxy)
+    failed = tuneline("run", str(keyword_recipe), "--set", f"name={name}", "--json", proxy=proxy)
     assert failed.returncode == 1, failed.stdout[-2000:] + failed.stderr[-3000:]
     assert proxy.refused[SEARCH] == 3, "the search was not retried (2 delays: 3 attempts)"
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
@@ -197,19 +197,19 @@ def first_run_experiment(registry: tuple[MlflowServer, RefusingProxy], name: str
 
 
 def test_register_of_a_finished_run_leaves_a_manual_promotion_alone(
-    tiny_recipe: Path,
+    keyword_recipe: Path,
     tuneline_home: Path,
     registry: tuple[MlflowServer, RefusingProxy],
     proxy: RefusingProxy,
 ) -> None:
     name = "repair-manual"
-    # version 1 fails its gate (nobody is that perfect); version 2 has nothing to beat
+    # version 1 fails its gate (two steps are nowhere near perfect); version 2 has nothing to beat
     v1 = tuneline(
-        "run", str(tiny_recipe), "--set", f"name={name}", "--set", "register.gate.min=0.9999",
-        "--json", proxy=proxy,
+        "run", str(keyword_recipe), "--set", f"name={name}", "--set", "register.gate.min=0.9999",
+        "--set", "train.max_steps=2", "--json", proxy=proxy,
     )  # fmt: skip
     assert v1.returncode == 3, v1.stdout[-2000:] + v1.stderr[-3000:]
-    v2 = tuneline("run", str(tiny_recipe), "--set", f"name={name}", "--json", proxy=proxy)
+    v2 = tuneline("run", str(keyword_recipe), "--set", f"name={name}", "--json", proxy=proxy)
     assert v2.returncode == 0, v2.stdout[-2000:] + v2.stderr[-3000:]
     assert last_json(v2)["model_version"] == "2" and champion(registry, name) == "2"
 
