@@ -20,10 +20,9 @@ def reward_artifact(reference: str) -> Path:
         try:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=reference))
         except Exception as exc:
-            first = first_line(exc)
             raise ModelError(
-                f"method.reward_model: cannot load '{reference}' ({first}); train and register "
-                "a reward model first (a recipe with method `reward`), or name a folder"
+                f"method.reward_model: cannot load '{reference}' ({first_line(exc)}); "
+                f"{_what_to_do(reference)}"
             ) from None
         folder = local / "artifacts" / "artifact"
     else:
@@ -41,6 +40,30 @@ def reward_artifact(reference: str) -> Path:
             "`reward`)"
         )
     return folder
+
+
+def _what_to_do(reference: str) -> str:
+    """The next step when a registered reward model cannot be loaded: when versions exist but
+    none holds the alias (none passed its gate), name them rather than ask to train one."""
+    name, _, alias = reference.removeprefix("models:/").partition("@")
+    if alias:
+        from contextlib import suppress
+
+        from tasks import tracking
+
+        with suppress(Exception):
+            found = tracking.client().search_model_versions(f"name = '{name}'")
+            numbers = sorted((int(v.version) for v in found), reverse=True)
+            if numbers:
+                listed = ", ".join(str(n) for n in numbers[:5])
+                return (
+                    f"'{name}' has version(s) {listed} but none holds '{alias}' (none passed "
+                    f"its gate): name one (models:/{name}/{numbers[0]}), or promote it with "
+                    f"`tuneline promote {name} {numbers[0]}` once you have looked at why"
+                )
+    return (
+        "train and register a reward model first (a recipe with method `reward`), or name a folder"
+    )
 
 
 def load_reward_model(reference: str) -> tuple[Any, Any]:
