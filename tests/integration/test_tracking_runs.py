@@ -29,13 +29,13 @@ def tuneline(*args: str, cwd: Path | None = None, env: dict[str, str] | None = N
 
 
 def test_read_only_working_folder_keeps_every_artifact_under_home(
-    tiny_recipe: Path, tuneline_home: Path, tmp_path: Path
+    keyword_recipe: Path, tuneline_home: Path, tmp_path: Path
 ) -> None:
     cwd = tmp_path / "read-only"
     cwd.mkdir()
     cwd.chmod(stat.S_IRUSR | stat.S_IXUSR)
     try:
-        proc = tuneline("run", str(tiny_recipe), "--json", cwd=cwd)
+        proc = tuneline("run", str(keyword_recipe), "--json", cwd=cwd)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
         assert list(cwd.iterdir()) == []
     finally:
