@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from dataclasses import dataclass, field
 
 from tasks.errors import TunelineError, first_line
 
@@ -72,15 +74,74 @@ def check_api(url: str) -> None:
         )
 
 
+@dataclass
+class _Starting:
+    """A temporary server being started in the background, and how that ended."""
+
+    thread: threading.Thread
+    url: str | None = None
+    error: BaseException | None = field(default=None)
+
+
+_starting: list[_Starting] = []  # this process's one temporary server start, if begun
+
+
+def start_in_background() -> None:
+    """Begin starting the temporary server, when this process will need one, while the caller
+    goes on (loading data, reading the registry, importing torch); `ensure_api` then waits for it.
+    The server's own start-up (seconds of imports in its process) runs beside that work instead
+    of after it. Nothing happens when a Prefect API is configured or a start is already under
+    way; a problem found here is raised by `ensure_api`, in its usual words."""
+    if _starting:
+        return
+    try:
+        if configured_api_url() or not _ephemeral_allowed():
+            return
+        timeout = startup_timeout()
+    except PrefectUnavailable:
+        return  # ensure_api says it
+
+    def start() -> None:
+        try:
+            job.url = start_temporary_server(timeout)
+        except BaseException as exc:  # handed to ensure_api, raised there
+            job.error = exc
+
+    job = _Starting(threading.Thread(target=start, name="prefect-temporary-server", daemon=True))
+    _starting.append(job)
+    job.thread.start()
+
+
+def stop_background_start() -> None:
+    """The command ended without needing the server begun by `start_in_background`: stop it."""
+    if not _starting:
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    process = SubprocessASGIServer().server_process
+    if process is not None and process.poll() is None:
+        process.terminate()
+
+
+def _ephemeral_allowed() -> bool:
+    from prefect.settings import get_current_settings
+
+    return bool(get_current_settings().server.ephemeral.enabled)
+
+
 def ensure_api() -> None:
     """Make sure the flows this process runs have a Prefect API (see the module docstring)."""
     url = configured_api_url()
     if url:
         check_api(url)
         return
-    from prefect.settings import get_current_settings
-
-    if not get_current_settings().server.ephemeral.enabled:
+    if _starting:
+        job = _starting[0]
+        job.thread.join()
+        if job.error is not None:
+            raise job.error
+        return
+    if not _ephemeral_allowed():
         raise PrefectUnavailable(
             "no Prefect API: PREFECT_API_URL is not set and the active Prefect profile does not "
             "allow a temporary server; set PREFECT_API_URL, or PREFECT_SERVER_ALLOW_EPHEMERAL_MODE=true"

@@ -23,6 +23,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 # Prefect's 20 s wait for its temporary server is too short on a busy machine (tasks.prefect_api).
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+# Waiting, not spinning, OpenMP threads: see tasks/__init__.py.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 app = typer.Typer(
     name="tuneline",
@@ -64,6 +66,14 @@ def _writable_home() -> None:
     from tasks import settings
 
     settings.home()
+
+
+def _start_prefect_api() -> None:
+    """Begin starting the temporary Prefect server now (when one will be needed), so that it
+    comes up while the command loads what it needs; `_prefect_api` waits for it."""
+    from tasks.prefect_api import start_in_background
+
+    start_in_background()
 
 
 def _prefect_api() -> None:
@@ -219,6 +229,7 @@ def run(
         parsed = load_recipe(recipe, set_ or [])
         check_sources(parsed.data)
         _writable_home()
+        _start_prefect_api()
         from flows.finetune import finetune, unchanged_outcome
 
         _install_log_filter()
@@ -227,6 +238,10 @@ def run(
             # No server to show the run on: a retrain with nothing new is answered without
             # starting a temporary Prefect server (seconds instead of ten).
             outcome = unchanged_outcome(parsed)
+            if outcome is not None:
+                from tasks.prefect_api import stop_background_start
+
+                stop_background_start()
         if outcome is None:
             _prefect_api()
             with runs_end_on_interrupt():
@@ -293,6 +308,7 @@ def validate(
             }
         check_sources(kwargs["data"])
         _writable_home()
+        _start_prefect_api()
         from flows.validate import validate as validate_flow
 
         _install_log_filter()
@@ -363,6 +379,7 @@ def compare(
             method_settings(parsed, name)  # an unknown or unfitting method fails here, clearly
 
         _writable_home()
+        _start_prefect_api()
         _install_log_filter()
         _prefect_api()
         result: Any = compare_flow(parsed, chosen)
