@@ -52,6 +52,20 @@ def cache_dir(kind: str) -> Path:
     return path
 
 
+def user_cache() -> Path | None:
+    """What tuneline keeps between homes for speed alone (never results): `TUNELINE_CACHE_DIR`,
+    else `$XDG_CACHE_HOME/tuneline` or `~/.cache/tuneline`; None when it cannot be written."""
+    raw = os.environ.get("TUNELINE_CACHE_DIR") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tuneline"
+    )
+    path = Path(raw).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return path if os.access(path, os.W_OK) else None
+
+
 def runs_dir() -> Path:
     path = home() / "runs"
     path.mkdir(parents=True, exist_ok=True)

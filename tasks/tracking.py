@@ -11,6 +11,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Mapping
+from contextlib import closing as contextlib_closing
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,91 @@ def client() -> Any:
     from tasks import locks
 
     with locks.file_lock("mlflow-store"):
+        database = _sqlite_path(uri)
+        new = database is not None and not database.exists()
+        if new and database is not None:
+            new = not _seed_store(database)
         mlc = MlflowClient(tracking_uri=uri)
         mlc.search_experiments(max_results=1)
         mlc.search_registered_models(max_results=1)
+        if new and database is not None:
+            _keep_empty_store(database)
     _READY.add(uri)
     return mlc
+
+
+# -- a new embedded store, from an empty one made before ----------------------------------------
+# MLflow builds a new SQLite store through its whole migration history: seconds for every new
+# TUNELINE_HOME (and every test). The first store this MLflow version creates is kept, empty, in
+# the user cache; later new stores start as a copy of it, their default experiment's artifact
+# folder pointed into their own home.
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or "?" in uri:
+        return None
+    path = uri[len(prefix) :]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _store_template() -> Path | None:
+    import mlflow
+
+    cache = settings.user_cache()
+    return cache / f"mlflow-{mlflow.__version__}-empty.db" if cache is not None else None
+
+
+def _seed_store(database: Path) -> bool:
+    """Start the new store `database` as a copy of the kept empty one; False when there is none
+    (or it cannot be used), and MLflow creates the store itself."""
+    import shutil
+    import sqlite3
+
+    template = _store_template()
+    if template is None or not template.is_file():
+        return False
+    staging = database.with_name(f".{database.name}.seeding-{os.getpid()}")
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, staging)
+        with contextlib_closing(sqlite3.connect(staging)) as db:
+            db.execute(
+                "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                (f"{settings.artifact_root()}/0",),
+            )
+            db.commit()
+        os.replace(staging, database)
+    except (OSError, sqlite3.Error):
+        staging.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def _keep_empty_store(database: Path) -> None:
+    """Keep a copy of the store MLflow just created, while it is still empty, for the next new
+    home (written aside and moved into place: a reader never sees half a file)."""
+    import sqlite3
+
+    template = _store_template()
+    if template is None or template.exists():
+        return
+    staging = template.with_name(f".{template.name}.{os.getpid()}")
+    try:
+        with contextlib_closing(sqlite3.connect(database)) as source, contextlib_closing(
+            sqlite3.connect(staging)
+        ) as copy:
+            source.backup(copy)
+            empty = all(
+                copy.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0
+                for table in ("runs", "registered_models", "model_versions")
+            ) and copy.execute("SELECT COUNT(*) FROM experiments").fetchone()[0] == 1
+        if empty:
+            os.replace(staging, template)
+    except (OSError, sqlite3.Error):
+        pass
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def ensure_experiment(name: str) -> str:

@@ -28,10 +28,18 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The user cache the whole session shares (an empty MLflow store to copy), kept out of the
+    real one."""
+    return tmp_path_factory.mktemp("user-cache")
+
+
 @pytest.fixture(autouse=True)
-def tuneline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def tuneline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, user_cache: Path) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("TUNELINE_HOME", str(home))
+    monkeypatch.setenv("TUNELINE_CACHE_DIR", str(user_cache))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return home
 
