@@ -115,14 +115,18 @@ def _keep_empty_store(database: Path) -> None:
         return
     staging = template.with_name(f".{template.name}.{os.getpid()}")
     try:
-        with contextlib_closing(sqlite3.connect(database)) as source, contextlib_closing(
-            sqlite3.connect(staging)
-        ) as copy:
+        with (
+            contextlib_closing(sqlite3.connect(database)) as source,
+            contextlib_closing(sqlite3.connect(staging)) as copy,
+        ):
             source.backup(copy)
-            empty = all(
-                copy.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0
-                for table in ("runs", "registered_models", "model_versions")
-            ) and copy.execute("SELECT COUNT(*) FROM experiments").fetchone()[0] == 1
+            empty = (
+                all(
+                    copy.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0
+                    for table in ("runs", "registered_models", "model_versions")
+                )
+                and copy.execute("SELECT COUNT(*) FROM experiments").fetchone()[0] == 1
+            )
         if empty:
             os.replace(staging, template)
     except (OSError, sqlite3.Error):
