@@ -1,0 +1,63 @@
+"""What makes training fast changes nothing it computes: the loss at every step of tuneline's
+training loop equals the loss of trl's trainer as it comes (activation checkpointing on, the LM
+head over every position), for the same model, data and seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tasks.data import load
+from tasks.models import BaseModelSpec
+from tasks.tokenization import TokenizeSpec, tokenize
+from tasks.training import METHODS
+from tasks.training.base import TrainSpec
+from tasks.training.causal import fit, load_tokenizer, make_trainer, prepare_model
+from tests.methods.test_causal_methods import data_spec
+
+STEPS = 6
+
+
+def _spec(checkpointing: bool) -> TrainSpec:
+    return TrainSpec(
+        max_steps=STEPS,
+        batch_size=4,
+        learning_rate=1e-2,
+        warmup_ratio=0.0,
+        logging_steps=1,
+        eval_loss_points=0,
+        group_by_length=False,
+        gradient_checkpointing=checkpointing,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "fmt"), [("sft", "alpaca", "alpaca"), ("dpo", "hh", "preference")]
+)
+def test_fast_loop_computes_the_stock_losses(
+    name: str, kind: str, fmt: str, tiny_causal_lm: Path, tmp_path: Path
+) -> None:
+    base = BaseModelSpec(path=str(tiny_causal_lm))
+    method = METHODS[name].config(r=4, lora_alpha=8)
+    data = load(data_spec(kind, fmt))
+    tok = tokenize(data, base, TokenizeSpec(max_length=96), method)
+    tokenizer = load_tokenizer(base)
+
+    model = prepare_model(base, method, tokenizer, seed=0, steps=STEPS)
+    fast = fit(model, tokenizer, tok, method, _spec(False), tmp_path / "fast", 96, base)
+    fast_losses = [h["loss"] for h in fast.history if "loss" in h]
+
+    # trl as it comes: its trainer, its defaults (checkpointing on), every position projected
+    model = prepare_model(base, method, tokenizer, seed=0, steps=STEPS)
+    model.enable_input_require_grads()
+    stock = make_trainer(
+        model, tokenizer, method, _spec(True), tok, str(tmp_path / "stock"), False, 96, [], base
+    )
+    assert stock.args.gradient_checkpointing
+    stock.train()
+    stock_losses = [float(h["loss"]) for h in stock.state.log_history if "loss" in h]
+
+    assert len(fast_losses) == STEPS
+    assert fast_losses == pytest.approx(stock_losses, rel=1e-5)
+    assert len(set(round(x, 4) for x in fast_losses)) > 1  # the model did learn something
