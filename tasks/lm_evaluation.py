@@ -16,10 +16,14 @@ promotion gate pairs row by row with the champion's.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
+import os
 import random
 import re
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,7 @@ import numpy as np
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from tasks import artifacts, tracking
+from tasks import artifacts, models, settings, tracking
 from tasks.evaluation import EvalResult, EvaluateSpec, before_after_markdown, samples_markdown
 from tasks.inference import END_OF_TURN, generate, reward_scores, token_logprobs
 from tasks.models import BaseModelSpec
@@ -149,46 +153,34 @@ def _icl_prompts(train: Any, prompts: list[str], shots: int, seed: int) -> list[
     return [context + p for p in prompts]
 
 
-def _sft_figures(
+def _generation_figures(
     model: Any,
-    base: Any,
     tokenizer: Any,
     tokenized: TokenizedRef,
     max_length: int,
     spec: EvaluateSpec,
     seed: int,
-    rows: list[list[dict[str, Any]]],
-) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]], list[dict[str, Any]]]:
-    """Generations scored against the references; the per-row values go into `rows` (fine-tuned
-    model first, base second)."""
+    in_context: bool,
+) -> Side:
+    """Generations scored against the references (and, for the base, the same base prompted
+    with training demonstrations)."""
     held = _subset(load_split(tokenized, "eval"), spec.generation_rows)
     prompts = list(held["prompt"])
     refs = [_plain(tokenizer, c) for c in held["completion"]]
     generated = generate(
         model, tokenizer, prompts, spec.max_new_tokens, max_length, spec.batch_size
     )
-    metrics = text_scores(generated, refs)
-    rows[0] = text_rows(generated, refs)
-    base_metrics: dict[str, float] = {}
-    baselines: dict[str, dict[str, float]] = {}
-    base_out = icl_out = [""] * len(prompts)
-    if base is not None:
-        base_out = generate(
-            base, tokenizer, prompts, spec.max_new_tokens, max_length, spec.batch_size
+    side = Side(
+        text_scores(generated, refs), text_rows(generated, refs), outputs={"answer": generated}
+    )
+    if in_context and spec.icl_shots:
+        shots = _icl_prompts(load_split(tokenized, "train"), prompts, spec.icl_shots, seed)
+        icl_out = generate(
+            model, tokenizer, shots, spec.max_new_tokens, max_length, spec.batch_size
         )
-        base_metrics = text_scores(base_out, refs)
-        rows[1] = text_rows(base_out, refs)
-        if spec.icl_shots:
-            shots = _icl_prompts(load_split(tokenized, "train"), prompts, spec.icl_shots, seed)
-            icl_out = generate(
-                base, tokenizer, shots, spec.max_new_tokens, max_length, spec.batch_size
-            )
-            baselines[f"base + {spec.icl_shots}-shot prompt"] = text_scores(icl_out, refs)
-    samples = [
-        {"prompt": p, "reference": r, "fine_tuned": g, "base": b, "base_in_context": c}
-        for p, r, g, b, c in zip(prompts, refs, generated, base_out, icl_out, strict=True)
-    ]
-    return metrics, base_metrics, baselines, samples
+        side.baselines[f"base + {spec.icl_shots}-shot prompt"] = text_scores(icl_out, refs)
+        side.outputs["in_context"] = icl_out
+    return side
 
 
 def _pair_figures(
@@ -252,6 +244,123 @@ def _rl_figures(
     return float(np.mean(scores)) if scores else 0.0, answers, scores
 
 
+@dataclass
+class Side:
+    """What one model (the fine-tuned one, or the base) measured on the eval set: its metrics,
+    its per-row values, other baselines measured with it, and its outputs for the sample table."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    outputs: dict[str, list[str]] = field(default_factory=dict)
+
+
+def measure(
+    model: Any,
+    tokenizer: Any,
+    tokenized: TokenizedRef,
+    objective: str,
+    method: dict[str, Any],
+    max_length: int,
+    spec: EvaluateSpec,
+    seed: int,
+    is_base: bool,
+) -> Side:
+    """Everything the objective measures on one model."""
+    held_all = load_split(tokenized, "eval")
+    held = _subset(held_all, spec.generation_rows)
+    if objective == "lm":
+        pairs = lm_pairs(model, tokenizer, held_all, max_length, spec.batch_size)
+        side = Side(loss_figures(pairs), loss_rows(pairs))
+        if "completion" in held_all.column_names:
+            text = _generation_figures(
+                model, tokenizer, tokenized, max_length, spec, seed, in_context=is_base
+            )
+            side.metrics.update(text.metrics)
+            side.rows = _merge(side.rows, text.rows)
+            side.baselines, side.outputs = text.baselines, text.outputs
+        return side
+    if objective in ("preference", "score"):
+        return Side(*_pair_figures(model, tokenizer, held, objective, max_length, spec.batch_size))
+    reward, answers, scores = _rl_figures(
+        model, tokenizer, held, method["reward_model"], method, max_length, spec
+    )
+    rows = [{"reward": s, "answer": a} for s, a in zip(scores, answers, strict=True)]
+    return Side({"mean_reward": reward}, rows, outputs={"answer": answers})
+
+
+def base_side(
+    base: BaseModelSpec,
+    tokenizer: Any,
+    tokenized: TokenizedRef,
+    objective: str,
+    method: dict[str, Any],
+    max_length: int,
+    spec: EvaluateSpec,
+    seed: int,
+) -> Side:
+    """The base model's side, measured once per base model, eval data and settings: every run
+    of a recipe (a scheduled retrain, each method `compare` tries) judges against the same
+    base, so its figures are kept under the cache (greedy decoding: the same every time)."""
+    from tasks.training.causal import load_base, load_tokenizer
+    from tasks.training.causal_config import CausalMethod
+
+    key = _base_key(base, tokenized, objective, max_length, spec, seed)
+    kept = settings.cache_dir("base-eval") / f"{key}.json" if key else None
+    if kept is not None and kept.is_file():
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            return Side(**json.loads(kept.read_text()))
+    weights = CausalMethod(name=method["name"], weights="full")  # the base, unquantized
+    model = load_base(base, weights, load_tokenizer(base), seed)
+    model.eval()
+    side = measure(model, tokenizer, tokenized, objective, method, max_length, spec, seed, True)
+    if kept is not None:
+        staging = kept.with_name(f".{kept.name}.{os.getpid()}")
+        staging.write_text(json.dumps(asdict(side)))
+        os.replace(staging, kept)  # a reader sees the whole file or none
+    return side
+
+
+def _base_key(
+    base: BaseModelSpec,
+    tokenized: TokenizedRef,
+    objective: str,
+    max_length: int,
+    spec: EvaluateSpec,
+    seed: int,
+) -> str | None:
+    """What the base model's figures depend on; None when they may change between runs (a hub
+    model without a pinned revision; RL's reward model, named by an alias that moves)."""
+    import torch
+    import transformers
+
+    ref = models.reference(base)
+    if objective == "rl" or (ref["kind"] == "hub" and not base.revision):
+        return None
+    held = load_split(tokenized, "eval")
+    digest = hashlib.sha256()
+    for column in sorted(held.column_names):  # the eval rows as tokenized and rendered
+        digest.update(column.encode())
+        digest.update(json.dumps(list(held[column])).encode())
+    shots: list[str] = []
+    if objective == "lm" and spec.icl_shots and "completion" in held.column_names:
+        train = load_split(tokenized, "train")  # the demonstrations the base is prompted with
+        shots = _icl_prompts(train, [""], spec.icl_shots, seed)
+    payload = [
+        digest.hexdigest(),
+        shots,
+        ref,
+        objective,
+        max_length,
+        spec.model_dump(mode="json"),
+        seed,
+        settings.code_version(),
+        torch.__version__,
+        transformers.__version__,
+    ]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
 def evaluate_causal(
     artifact: str,
     tokenized: TokenizedRef,
@@ -261,81 +370,61 @@ def evaluate_causal(
     out_dir: Path,
 ) -> EvalResult:
     """Evaluate the trained causal-LM artifact and (with `compare_base`) its base model."""
-    from tasks.training.causal import load_base, load_tokenizer
-    from tasks.training.causal_config import CausalMethod
-
     model, tokenizer, manifest = artifacts.load_causal(artifact)
     objective = manifest["objective"]
     max_length = int(manifest["max_length"])
     method = manifest["method"]
-    base_model = None
+    tuned = measure(model, tokenizer, tokenized, objective, method, max_length, spec, seed, False)
+    reference = None
     if spec.compare_base:
-        weights = CausalMethod(name=method["name"], weights="full")  # the base, unquantized
-        base_model = load_base(base, weights, load_tokenizer(base), seed)
-        base_model.eval()
+        reference = base_side(base, tokenizer, tokenized, objective, method, max_length, spec, seed)
     held_all = load_split(tokenized, "eval")
-    held = _subset(held_all, spec.generation_rows)
-    metrics: dict[str, float] = {}
-    base_metrics: dict[str, float] = {}
-    baselines: dict[str, dict[str, float]] = {}
-    samples: list[dict[str, Any]] = []
-    # per eval row, the fine-tuned model's values and the base's (merged column by column)
-    rows: list[list[dict[str, Any]]] = [[], []]
-    if objective == "lm":
-        pairs = lm_pairs(model, tokenizer, held_all, max_length, spec.batch_size)
-        metrics, rows[0] = loss_figures(pairs), loss_rows(pairs)
-        if base_model is not None:
-            pairs = lm_pairs(base_model, tokenizer, held_all, max_length, spec.batch_size)
-            base_metrics, rows[1] = loss_figures(pairs), loss_rows(pairs)
-        if "completion" in held_all.column_names:
-            generated: list[list[dict[str, Any]]] = [[], []]
-            m, b, baselines, samples = _sft_figures(
-                model, base_model, tokenizer, tokenized, max_length, spec, seed, generated
-            )
-            metrics.update(m)
-            base_metrics.update(b)
-            rows = [_merge(r, g) for r, g in zip(rows, generated, strict=True)]
-    elif objective in ("preference", "score"):
-        metrics, rows[0] = _pair_figures(
-            model, tokenizer, held, objective, max_length, spec.batch_size
-        )
-        if base_model is not None:
-            base_metrics, rows[1] = _pair_figures(
-                base_model, tokenizer, held, objective, max_length, spec.batch_size
-            )
-    elif objective == "rl":
-        reward_ref = method["reward_model"]
-        metrics["mean_reward"], answers, scores = _rl_figures(
-            model, tokenizer, held, reward_ref, method, max_length, spec
-        )
-        rows[0] = [{"reward": s, "answer": a} for s, a in zip(scores, answers, strict=True)]
-        base_answers = [""] * len(answers)
-        if base_model is not None:
-            base_metrics["mean_reward"], base_answers, scores = _rl_figures(
-                base_model, tokenizer, held, reward_ref, method, max_length, spec
-            )
-            rows[1] = [
-                {"reward": s, "answer": a} for s, a in zip(scores, base_answers, strict=True)
-            ]
-        samples = [
-            {"prompt": p, "fine_tuned": a, "base": b}
-            for p, a, b in zip(held["prompt"], answers, base_answers, strict=True)
-        ]
+    samples = _samples(held_all, spec, tokenizer, objective, tuned, reference)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = out_dir / "eval_samples.jsonl"
     with table.open("w") as handle:
         for row in samples:
             handle.write(json.dumps(row) + "\n")
     per_row = out_dir / "eval_rows.jsonl"
-    write_rows(per_row, row_keys(held_all), rows[0], rows[1] if base_model is not None else None)
+    write_rows(
+        per_row, row_keys(held_all), tuned.rows, reference.rows if reference is not None else None
+    )
     return EvalResult(
-        metrics,
-        base_metrics,
+        tuned.metrics,
+        reference.metrics if reference is not None else {},
         str(table),
-        baselines=baselines,
+        baselines=reference.baselines if reference is not None else {},
         samples=samples[: spec.sample_table_rows],
         rows_path=str(per_row),
     )
+
+
+def _samples(
+    held_all: Any,
+    spec: EvaluateSpec,
+    tokenizer: Any,
+    objective: str,
+    tuned: Side,
+    reference: Side | None,
+) -> list[dict[str, Any]]:
+    """The sample table: each generated-from row's prompt, reference and answers."""
+    answers = tuned.outputs.get("answer")
+    if answers is None:
+        return []
+    held = _subset(held_all, spec.generation_rows)
+    blank = [""] * len(answers)
+    base = reference.outputs.get("answer", blank) if reference is not None else blank
+    if objective == "rl":
+        return [
+            {"prompt": p, "fine_tuned": a, "base": b}
+            for p, a, b in zip(held["prompt"], answers, base, strict=True)
+        ]
+    refs = [_plain(tokenizer, c) for c in held["completion"]]
+    icl = reference.outputs.get("in_context", blank) if reference is not None else blank
+    return [
+        {"prompt": p, "reference": r, "fine_tuned": g, "base": b, "base_in_context": c}
+        for p, r, g, b, c in zip(held["prompt"], refs, answers, base, icl, strict=True)
+    ]
 
 
 def _merge(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> list[dict[str, Any]]:
