@@ -286,6 +286,9 @@ def timed(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
 def run_tuneline(recipe: Path, home: Path, log: Path) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL",)}
     env.update({"TUNELINE_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    # The user cache (an empty MLflow store to copy) is this invocation's own: its first tuneline
+    # run starts without one, as on a new machine, and keeps one for the runs after it.
+    env["TUNELINE_CACHE_DIR"] = str(home.parent / "user-cache")
     shutil.rmtree(home, ignore_errors=True)
     outside = timed([sys.executable, "-m", "tuneline", "run", str(recipe), "--json"], env, log)
     lines = [x for x in outside.pop("stdout").splitlines() if x.startswith("{")]
@@ -455,6 +458,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = options.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(work / "user-cache", ignore_errors=True)  # a kept folder starts cold too
         model = (
             build_model(work) if not (work / "tiny-causal-lm").exists() else work / "tiny-causal-lm"
         )
