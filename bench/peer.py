@@ -416,6 +416,20 @@ def table(part: str, ours: dict[str, Any], peers: dict[str, dict[str, Any]]) -> 
     return "\n".join(out)
 
 
+@contextlib.contextmanager
+def background_load(processes: int) -> Any:
+    """`processes` busy loops running (each wants a whole core) while the block runs."""
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)
+    ]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -433,6 +447,13 @@ def main() -> None:
         "random ones: the losses no longer match exactly)",
     )
     parser.add_argument("--keep", type=Path, default=None, help="keep the work folder here")
+    parser.add_argument(
+        "--background",
+        type=int,
+        default=0,
+        help="busy-loop processes kept running beside both tools (the same background load for "
+        "each, as when other jobs share the machine)",
+    )
     options = parser.parse_args()
     cli = options.peer_venv / "bin" / "llamafactory-cli"
     if not cli.exists():
@@ -454,8 +475,9 @@ def main() -> None:
             "tuneline_grouped": options.tuneline_grouped,
         },
         "runs": [],
+        "background_processes": options.background,
     }
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, background_load(options.background):
         work = options.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(work / "user-cache", ignore_errors=True)  # a kept folder starts cold too
