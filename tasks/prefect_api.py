@@ -123,6 +123,32 @@ def stop_background_start() -> None:
         process.terminate()
 
 
+# What a run imports later anyway (torch, transformers' tokenizer and model classes, peft, Great
+# Expectations: seconds each): imported while the server is still coming up, on the core its
+# start-up leaves free, instead of after it.
+_LATER = (
+    ("torch", None),
+    ("transformers", "AutoTokenizer"),
+    ("transformers", "AutoModelForCausalLM"),
+    ("peft", None),
+    ("great_expectations", None),
+)
+
+
+def _import_while(thread: threading.Thread) -> None:
+    import importlib
+
+    for module, attribute in _LATER:
+        if not thread.is_alive():
+            return
+        try:
+            loaded = importlib.import_module(module)
+            if attribute:
+                getattr(loaded, attribute)
+        except Exception:  # noqa: BLE001 - only a head start; the real import reports problems
+            return
+
+
 def _ephemeral_allowed() -> bool:
     from prefect.settings import get_current_settings
 
@@ -137,6 +163,7 @@ def ensure_api() -> None:
         return
     if _starting:
         job = _starting[0]
+        _import_while(job.thread)
         job.thread.join()
         if job.error is not None:
             raise job.error
