@@ -564,10 +564,11 @@ def register_model(
 def registration_line(registered: RegistrationRef) -> str:
     """What became of a run's model, in one line (the flow's log, the Prefect artifact)."""
     name, version = registered.model_name, registered.version
+    if registered.awaiting_approval:
+        found = "found" if registered.already_registered else "registered"
+        return f"{found} {name} v{version}: challenger, awaiting approval"
     if registered.already_registered:
         return f"unchanged: {name} v{version}: " + "; ".join(registered.reasons)
-    if registered.awaiting_approval:
-        return f"registered {name} v{version}: challenger, awaiting approval"
     if registered.promoted:
         return f"registered {name} v{version}: champion"
     return f"registered {name} v{version}, not promoted: " + "; ".join(registered.reasons)

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_registry import tuneline
+from tests.integration.test_registry import last_json, tuneline
 from tests.integration.test_serve import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -183,6 +183,21 @@ def test_suspended_run_resumes_on_the_answer_without_retraining(
             again = tuneline("approve", NAME, "2", env=env)
             assert again.returncode == 1 and "already rejected by bob" in again.stderr
             assert len(mlc.search_model_versions(f"name = '{NAME}'")) == 2
+
+            # 6. a plain `tuneline run` is no deployment run, so nothing can wait: the version
+            # stays challenger, the run says how to answer and exits 0; the answer needs no run
+            local = tuneline(
+                "run", str(approval_recipe), "--json", "--set", "name=keyword-local", env=env
+            )
+            assert local.returncode == 0, local.stdout[-2000:] + local.stderr[-3000:]
+            assert last_json(local)["status"] == "awaiting_approval"
+            assert "(challenger, awaiting approval)" in local.stdout
+            assert "tuneline approve keyword-local 1" in local.stdout
+            assert mlc.get_model_version_by_alias("keyword-local", "challenger").version == "1"
+            approved = tuneline("approve", "keyword-local", "1", env=env)
+            assert approved.returncode == 0, approved.stderr[-2000:]
+            assert "now champion" in approved.stdout and "resumed" not in approved.stdout
+            assert mlc.get_model_version_by_alias("keyword-local", "champion").version == "1"
     finally:
         serve.terminate()
         try:
