@@ -17,6 +17,7 @@ answer also resumes the run waiting for it, through the same API call the UI mak
 from __future__ import annotations
 
 import getpass
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from prefect.input import RunInput
 from pydantic import Field
 
 from tasks import locks, registry, settings, tracking
-from tasks.errors import TunelineError
+from tasks.errors import TunelineError, first_line
 from tasks.secrets import redact
 
 APPROVED, REJECTED, AWAITING = "approved", "rejected", "awaiting"
@@ -39,6 +40,9 @@ FLOW_RUN, FLOW_RUN_URL, REQUESTED = (
 )
 CHAMPION_BEFORE = "approval.champion_before"
 UI = "Prefect UI"
+# A Prefect server on SQLite answers HTTP 500 ("database is locked") now and then when busy; the
+# state change is rolled back, so resuming again is safe.
+RESUME_RETRY_DELAYS = (1.0, 2.0, 4.0)
 
 
 class ApprovalError(TunelineError):
@@ -362,17 +366,23 @@ def resume_waiting_run(flow_run_id: str, answer: dict[str, str]) -> str:
             f"flow run {flow_run_id} waits for this answer on a Prefect server: set "
             "PREFECT_API_URL to it and run this again to resume it (the answer is recorded)"
         )
-    try:
-        with get_client(sync_client=True) as client:
-            run = client.read_flow_run(UUID(flow_run_id))
-            if run.state is None or not run.state.is_paused():
-                state = run.state.name if run.state is not None else "no state"
-                return f"flow run '{run.name}' no longer waits ({state}); nothing to resume"
-            response = client.resume_flow_run(UUID(flow_run_id), run_input=answer)
-    except ObjectNotFound:
-        return f"flow run {flow_run_id} is not on the Prefect server at {configured_api_url()}"
-    except Exception as exc:  # the answer is recorded either way; say what failed
-        return f"could not resume flow run {flow_run_id} ({type(exc).__name__}: {exc})"
+    failure = ""
+    for delay in (*RESUME_RETRY_DELAYS, None):
+        try:
+            with get_client(sync_client=True) as client:
+                run = client.read_flow_run(UUID(flow_run_id))
+                if run.state is None or not run.state.is_paused():
+                    state = run.state.name if run.state is not None else "no state"
+                    return f"flow run '{run.name}' no longer waits ({state}); nothing to resume"
+                response = client.resume_flow_run(UUID(flow_run_id), run_input=answer)
+            break
+        except ObjectNotFound:
+            return f"flow run {flow_run_id} is not on the Prefect server at {configured_api_url()}"
+        except Exception as exc:  # e.g. HTTP 500 "database is locked" from a busy SQLite server
+            failure = first_line(exc)
+            if delay is None:  # the answer is recorded either way; say what failed
+                return f"could not resume flow run {flow_run_id} ({failure}); answer in its UI form"
+            time.sleep(delay)
     if response.status != SetStateStatus.ACCEPT:
         reason = getattr(response.details, "reason", "") or response.status.value
         return f"flow run '{run.name}' did not resume: {reason}"
