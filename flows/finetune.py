@@ -13,12 +13,14 @@ from prefect import flow, task
 
 from flows.recipe import Recipe
 from tasks import settings, tracking
+from tasks.approval import await_approval, find_awaited_version
 from tasks.data import DataRef, load_data
 from tasks.errors import EXIT_GATE, EXIT_OK, ContractFailed
 from tasks.evaluation import EvalResult, evaluate_model
 from tasks.lm_evaluation import evaluate_lm_model
 from tasks.models import reference
 from tasks.registry import (
+    APPROVAL_POLICY,
     RegistrationRef,
     candidate_key,
     publish_registration,
@@ -38,7 +40,7 @@ from tasks.validation import validate_data
 class FinetuneOutcome:
     """What a finetune run produced, by reference (the CLI prints it, `--json` as JSON)."""
 
-    status: str  # registered | promoted | not_promoted | unchanged | trained
+    status: str  # registered | promoted | not_promoted | awaiting_approval | unchanged | trained
     model_name: str
     model_version: str | None
     mlflow_run_id: str | None
@@ -84,6 +86,7 @@ def lineage(recipe: Recipe, data: DataRef, contract_summary: str = "") -> dict[s
         "data_rows": str(data.n_train),
         "eval_rows": str(data.n_eval),
         "contract_summary": contract_summary.splitlines()[0] if contract_summary else "",
+        APPROVAL_POLICY: recipe.registry.approval,
         **context,
     }
 
@@ -102,6 +105,8 @@ def outcome(
         status = "trained"
     elif registered.already_registered:
         status = "unchanged"  # this candidate was registered before (or by another run first)
+    elif registered.awaiting_approval:
+        status = "awaiting_approval"  # challenger; a person approves or rejects it
     else:
         status = "promoted" if registered.promoted else "not_promoted"
     return FinetuneOutcome(
@@ -151,9 +156,11 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
     """Validate, tokenize, train, evaluate and register one recipe."""
     data = load_data(recipe.data, recipe.train.seed)
     candidate = candidate_key_for(recipe, data.fingerprint)
-    existing = find_registered_version(recipe.name, candidate)
+    existing = find_awaited_version(recipe.name) or find_registered_version(recipe.name, candidate)
     if existing is not None:
         print(registration_line(existing))
+        if existing.awaiting_approval:  # resumed, or asked again: wait for (or take) the answer
+            existing = await_approval(existing, recipe.registry.approval_timeout)
         return outcome(recipe, data, existing)
     run_id = tracking.start_tracking(
         recipe.name, recipe_params(recipe), lineage(recipe, data), recipe_document(recipe)
@@ -228,6 +235,8 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
     print(registration_line(registered))
     publish_registration(registered, evaluated, run_id)
     tracking.end_tracking(run_id)
+    if registered.awaiting_approval:  # suspends here in a deployment run, until a person answers
+        registered = await_approval(registered, recipe.registry.approval_timeout)
     return outcome(recipe, data, registered, run_id, evaluated, trained, report.report_html)
 
 

@@ -107,8 +107,17 @@ class Recipe(BaseModel):
         return self
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes what gets trained (not the schedule, not base_dir)."""
-        payload = self.model_dump(mode="json", exclude={"deploy", "base_dir", "description"})
+        """Hash of everything that changes what gets trained (not the schedule, not base_dir, not
+        whether a person approves the promotion)."""
+        payload = self.model_dump(
+            mode="json",
+            exclude={
+                "deploy": True,
+                "base_dir": True,
+                "description": True,
+                "registry": {"approval", "approval_timeout"},
+            },
+        )
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 

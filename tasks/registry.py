@@ -13,12 +13,13 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks import locks, settings, tracking
 from tasks.errors import (
@@ -40,6 +41,12 @@ PREVIOUS = "previous-champion"
 PROMOTION_STATE = "promotion_state"
 # On the registered model: when a person last moved `champion` (promote, rollback), in ms.
 MOVED_BY_HAND = "champion_moved_by_hand_at"
+# With `register.approval: required` a version the gate passed holds `challenger` and carries
+# PROMOTION_STATE "awaiting-approval" until a person answers (tasks.approval); the lineage tag
+# APPROVAL_POLICY says which policy the version was registered under.
+CHALLENGER = "challenger"
+AWAITING = "awaiting-approval"
+APPROVAL_POLICY = "approval_policy"
 T = TypeVar("T")
 PIP_PINS = (
     "torch",
@@ -60,6 +67,37 @@ class RegisterSpec(BaseModel):
 
     enabled: bool = Field(default=True, description="Register the trained model in MLflow.")
     gate: GateSpec = Field(default_factory=GateSpec, description="When a version becomes champion.")
+    approval: Literal["auto", "required"] = Field(
+        default="auto",
+        description="auto: a version that passes the gate becomes champion at once. required: it "
+        "is registered with the alias `challenger` and becomes champion only when a person "
+        "approves it (the Prefect UI form of the waiting run, or `tuneline approve`).",
+    )
+    approval_timeout: timedelta = Field(
+        default=timedelta(days=7),
+        description="With approval required: how long a deployment run waits for the answer "
+        "(e.g. 7d, 12h, 30m, or seconds). Unanswered, the run fails as timed out and the "
+        "version stays `challenger`.",
+    )
+
+    @field_validator("approval_timeout", mode="before")
+    @classmethod
+    def _duration_shorthand(cls, value: Any) -> Any:
+        """`7d`, `12h`, `30m`, `90s` besides seconds and ISO 8601 (`P7D`)."""
+        units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+        if isinstance(value, str) and value[-1:] in units:
+            try:
+                return float(value[:-1]) * units[value[-1]]
+            except ValueError:
+                pass
+        return value
+
+    @field_validator("approval_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() < 1:
+            raise ValueError("must be at least one second, e.g. 7d or 12h")
+        return value
 
 
 @dataclass(frozen=True)
@@ -70,6 +108,7 @@ class RegistrationRef:
     reasons: list[str]
     already_registered: bool = False
     tags: dict[str, str] = field(default_factory=dict)
+    awaiting_approval: bool = False  # passed the gate, holds `challenger`, waits for a person
 
 
 def candidate_key(recipe_hash: str, data_fingerprint: str, code_version: str) -> str:
@@ -224,6 +263,7 @@ def model_card(
     ev: EvalResult,
     decision: Decision,
     champion: Any | None = None,
+    promotion: str | None = None,
 ) -> str:
     """The version's description and README.md: what it is, from what, how good, how to use."""
     previous = version_metrics(champion) if champion is not None else {}
@@ -248,7 +288,7 @@ Fine-tuned by tuneline with method `{train.method}` ({train.artifact}) from base
 |---|---|---|---|
 {metrics}
 
-Promotion: {decision.summary}
+Promotion: {promotion or decision.summary}
 
 {_intended_use(name, train, ev)}
 """
@@ -309,6 +349,9 @@ def register(
             base_rows,
             f"champion (version {champion.version})" if champion is not None else "champion",
         )
+        # the gate passed, a person decides: `challenger` now, `champion` on approval
+        awaiting = decision.promote and lineage.get(APPROVAL_POLICY) == "required"
+        promoted = decision.promote and not awaiting
         tags = {
             **lineage,
             **{f"metric.{k}": f"{v:.6f}" for k, v in ev.metrics.items()},
@@ -317,17 +360,38 @@ def register(
             "method": train.method,
             "artifact": train.artifact,
             "trainable_share": f"{train.trainable_share:.6f}",
-            "promotion": "promoted" if decision.promote else "not promoted",
-            **({PROMOTION_STATE: "pending"} if decision.promote else {}),
+            "promotion": "promoted" if promoted else "not promoted",
+            **({PROMOTION_STATE: "pending"} if promoted else {}),
+            **(_awaiting_tags(champion) if awaiting else {}),
             "promotion_reasons": "; ".join(decision.reasons)[:5000],
             **decision.tags(),
         }
-        card = model_card(name, lineage, train, ev, decision, champion)
+        waiting = "passed the gate, awaiting approval as `challenger`: " + "; ".join(
+            decision.reasons
+        )
+        card = model_card(
+            name, lineage, train, ev, decision, champion, waiting if awaiting else None
+        )
         version = log_model_version(run_id, name, train, tags, card)
         tracking.log_text(run_id, card, "README.md")
-        if decision.promote:
+        if promoted:
             _move_champion(name, version, champion)
-        return RegistrationRef(name, version, decision.promote, decision.reasons, False, tags)
+        if awaiting:
+            tracking.client().set_registered_model_alias(name, CHALLENGER, version)
+        return RegistrationRef(
+            name, version, promoted, decision.reasons, False, tags, awaiting_approval=awaiting
+        )
+
+
+def _awaiting_tags(champion: Any | None) -> dict[str, str]:
+    """What an approval needs to know later: that it is awaited, and which champion the gate
+    compared against (an approval after `champion` has moved on is refused)."""
+    return {
+        "promotion": "awaiting approval",
+        PROMOTION_STATE: AWAITING,
+        "approval": "awaiting",
+        "approval.champion_before": str(champion.version) if champion is not None else "",
+    }
 
 
 def _move_champion(name: str, version: str, champion: Any | None) -> None:
@@ -358,6 +422,17 @@ def _settle(name: str, existing: Any) -> RegistrationRef:
     finished = _finish_promotion(name, existing)
     if finished is not None:
         return finished
+    tags = dict(existing.tags or {})
+    if tags.get(PROMOTION_STATE) == AWAITING:
+        return RegistrationRef(
+            name,
+            str(existing.version),
+            promoted=False,
+            reasons=[f"version {existing.version} passed the gate and awaits approval"],
+            already_registered=True,
+            tags=tags,
+            awaiting_approval=True,
+        )
     return RegistrationRef(
         name,
         str(existing.version),
@@ -475,9 +550,12 @@ def register_model(
     )
     if pending:
         mark_registered(pending, registered)
+    verdict = decision_markdown(registered.promoted, registered.reasons)
+    if registered.awaiting_approval:
+        verdict = verdict.replace("**not promoted**", "**passed the gate: awaiting approval**")
     create_markdown_artifact(
         key="promotion",
-        markdown=decision_markdown(registered.promoted, registered.reasons),
+        markdown=verdict,
         description="Promotion gate decision",
     )
     return registered
@@ -486,6 +564,9 @@ def register_model(
 def registration_line(registered: RegistrationRef) -> str:
     """What became of a run's model, in one line (the flow's log, the Prefect artifact)."""
     name, version = registered.model_name, registered.version
+    if registered.awaiting_approval:
+        found = "found" if registered.already_registered else "registered"
+        return f"{found} {name} v{version}: challenger, awaiting approval"
     if registered.already_registered:
         return f"unchanged: {name} v{version}: " + "; ".join(registered.reasons)
     if registered.promoted:

@@ -429,6 +429,42 @@ def promote(
 
 
 @app.command()
+def approve(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[str, typer.Argument(help="The version awaiting approval (challenger).")],
+    note: Annotated[str, typer.Option("--note", help="Why; kept on the version.")] = "",
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who answers (default: your login).")
+    ] = None,
+) -> None:
+    """Approve a version awaiting approval: it becomes champion (the current one keeps
+    `previous-champion`), and the run waiting for the answer resumes."""
+    with user_errors():
+        from tasks.approval import answer_from_terminal
+
+        for line in answer_from_terminal(name, version, True, note, by):
+            out.print(line, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def reject(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[str, typer.Argument(help="The version awaiting approval (challenger).")],
+    note: Annotated[str, typer.Option("--note", help="Why (required); kept on the version.")] = "",
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who answers (default: your login).")
+    ] = None,
+) -> None:
+    """Reject a version awaiting approval: champion stays, the version is tagged rejected with
+    the note, and the run waiting for the answer resumes."""
+    with user_errors():
+        from tasks.approval import answer_from_terminal
+
+        for line in answer_from_terminal(name, version, False, note, by):
+            out.print(line, highlight=False, soft_wrap=True)
+
+
+@app.command()
 def rollback(name: Annotated[str, typer.Argument(help="Registered model name.")]) -> None:
     """Give `champion` back to the version holding `previous-champion`."""
     with user_errors():
@@ -605,9 +641,14 @@ def _report_outcome(outcome: Any) -> None:
                 out.print(f"  - {reason}", highlight=False)
     elif outcome.model_version:
         role = "champion" if outcome.promoted else "not promoted"
+        if outcome.status == "awaiting_approval":
+            role = "challenger, awaiting approval"
         out.print(f"Registered {outcome.model_name} version {outcome.model_version} ({role}).")
         for reason in outcome.reasons:
             out.print(f"  - {reason}", highlight=False)
+        if outcome.status == "awaiting_approval":
+            answer = f"{outcome.model_name} {outcome.model_version} --note '...'"
+            out.print(f"Answer with: tuneline approve {answer}  |  tuneline reject {answer}")
     if outcome.mlflow_run_id:
         out.print(f"MLflow run: {outcome.mlflow_run_id}", highlight=False)
 
