@@ -576,6 +576,8 @@ def tiny_model(
 
 
 def _report_outcome(outcome: Any) -> None:
+    if outcome.init:
+        out.print(outcome.init, highlight=False)
     if outcome.metrics:
         out.print(_metrics_table(outcome.metrics, outcome.base_metrics, outcome.baselines))
     if outcome.status == "unchanged":
