@@ -570,10 +570,14 @@ def _previous_guard(
     )
     if isinstance(outcome, Comparison):
         comparisons.append(outcome)
-        word = "holds" if outcome.passed else "regresses"
+        # the bound on the drop is shown only when the interval's lower bound clears it: on a
+        # small eval set even a gain can leave a larger drop inside the interval
+        word = "holds" if outcome.passed else "fails"
+        verdict = "clears" if outcome.passed else "does not clear"
         reasons.append(
             f"guard previous_eval {word}: {metric} {outcome.value:.4f} vs {outcome.reference:.4f} "
-            f"on {outcome.against}: {outcome.interval_text()} (allowed drop {allowed:.4f})"
+            f"on {outcome.against}: {outcome.interval_text()}; the lower bound {verdict} the "
+            f"allowed drop {_amount(metric, -allowed)}"
         )
         return outcome.passed
     reasons.append(f"guard previous_eval: {outcome}; not promoted")
@@ -593,6 +597,10 @@ def _paired(
     if reference is None:
         return f"the {against}'s per-row eval results were not found; no paired comparison"
     return compare(metric, candidate, reference, against, margin, gate.confidence)
+
+
+def _amount(metric: str, value: float) -> str:
+    return f"{value * 100:+.1f} points" if metric in POINT_METRICS else f"{value:+.4g}"
 
 
 def _note(outcome: Comparison | str, reasons: list[str], comparisons: list[Comparison]) -> bool:

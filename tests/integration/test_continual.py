@@ -138,7 +138,7 @@ def test_continue_from_champion(
     v3 = outcome_of(bad)
     assert v3["parent_version"] == "1" and v3["promoted"] is False
     guard = [r for r in v3["reasons"] if r.startswith("guard previous_eval")]
-    assert guard and guard[0].startswith("guard previous_eval regresses"), v3["reasons"]
+    assert guard and guard[0].startswith("guard previous_eval fails"), v3["reasons"]
     assert client.get_model_version_by_alias(NAME, "champion").version == "1"
 
 
