@@ -175,3 +175,48 @@ def test_init_from_that_cannot_be_honoured(
         assert "Traceback" not in proc.stderr
     after = MlflowClient(mlflow_server).search_model_versions(f"name = '{NAME}'")
     assert len(after) == before
+
+
+def test_causal_lora_sft_continues_a_named_version(
+    mlflow_server: str, prefect_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A causal LM's LoRA adapter continued from `models:/NAME/1`: with a learning rate too small
+    to move it, its perplexity on version 1's eval set (re-tokenized from the kept eval set) is
+    version 1's own, row for row."""
+    from mlflow import MlflowClient
+
+    from tests.conftest import REPO
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    recipe = str(REPO / "deployments" / "assistant-sft.yaml")
+    quick = [
+        *("--set", "method.weights=lora", "--set", "method.r=4", "--set", "method.lora_alpha=8"),
+        *("--set", "train.max_steps=3", "--set", "evaluate.generation_rows=6"),
+        *("--set", "evaluate.max_new_tokens=4", "--set", "evaluate.icl_shots=0"),
+        *("--set", "register.gate.beat_base=false", "--set", "register.gate.detect_gain=1.0"),
+        *("--set", "register.gate.guards={previous_eval: 0.5}", "--json"),
+    ]
+    first = tuneline("run", recipe, *quick, env=env)
+    assert first.returncode in (0, 3), shown(first)
+    assert outcome_of(first)["model_version"] == "1"
+    later = tuneline(
+        "run",
+        recipe,
+        *quick,
+        *("--set", "train.init_from=models:/assistant-sft/1"),
+        *("--set", "train.learning_rate=1e-12"),
+        env=env,
+    )
+    assert later.returncode in (0, 3), shown(later)
+    v2 = outcome_of(later)
+    assert v2["parent_version"] == "1"
+    assert "starting from assistant-sft version 1's weights" in later.stdout
+    metrics = MlflowClient(mlflow_server).get_run(v2["mlflow_run_id"]).data.metrics
+    assert metrics["previous_eval_perplexity"] == pytest.approx(
+        metrics["parent_eval_perplexity"], rel=1e-4
+    )
+    guard = [r for r in v2["reasons"] if r.startswith("guard previous_eval")]
+    assert guard and guard[0].startswith("guard previous_eval holds"), v2["reasons"]
+    tags = MlflowClient(mlflow_server).get_model_version("assistant-sft", "2").tags
+    assert tags["parent_version"] == "1" and tags["init_from"] == "models:/assistant-sft/1"
