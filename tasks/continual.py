@@ -213,7 +213,12 @@ def fetch_parent(plan: InitPlan, method: Any, labels: list[str], out_dir: str) -
 # -- the eval set, kept for the runs that continue this one ---------------------------------------
 
 
-@task(name="keep_eval_set", retries=2, retry_delay_seconds=[2, 5])
+@task(
+    name="keep_eval_set",
+    retries=2,
+    retry_delay_seconds=[2, 5],
+    retry_condition_fn=retry_unless_user_error,
+)
 def keep_eval_set(data: DataRef, run_id: str) -> None:
     """Log the eval rows (as loaded: the recipe's format) as `eval/eval_set.parquet` and as the
     run's MLflow dataset input of context `eval`, digest = the data fingerprint."""
@@ -361,7 +366,12 @@ def version_metrics_of(parent: ParentRef) -> dict[str, float]:
     return version_metrics(version)
 
 
-@task(name="evaluate_previous", retries=2, retry_delay_seconds=[2, 5])
+@task(
+    name="evaluate_previous",
+    retries=2,
+    retry_delay_seconds=[2, 5],
+    retry_condition_fn=retry_unless_user_error,
+)
 def evaluate_previous(
     evaluated: EvalResult,
     artifact: str,
