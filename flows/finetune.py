@@ -14,6 +14,15 @@ from prefect import flow, task
 from flows.recipe import Recipe
 from tasks import settings, tracking
 from tasks.approval import await_approval, find_awaited_version
+from tasks.continual import (
+    InitPlan,
+    evaluate_previous,
+    fetch_parent,
+    keep_eval_set,
+    lineage_tags,
+    plan_init,
+    resolve_init,
+)
 from tasks.data import DataRef, load_data
 from tasks.errors import EXIT_GATE, EXIT_OK, ContractFailed
 from tasks.evaluation import EvalResult, evaluate_model
@@ -53,6 +62,8 @@ class FinetuneOutcome:
     artifact: str | None = None
     train: dict[str, Any] = field(default_factory=dict)
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    init: str = ""  # where training started, when not the base model (train.init_from)
+    parent_version: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -62,11 +73,13 @@ class FinetuneOutcome:
         return json.dumps(asdict(self), default=str)
 
 
-def candidate_key_for(recipe: Recipe, data_fingerprint: str) -> str:
-    return candidate_key(recipe.fingerprint(), data_fingerprint, settings.code_version())
+def candidate_key_for(recipe: Recipe, data_fingerprint: str, parent: str = "") -> str:
+    return candidate_key(recipe.fingerprint(), data_fingerprint, settings.code_version(), parent)
 
 
-def lineage(recipe: Recipe, data: DataRef, contract_summary: str = "") -> dict[str, str]:
+def lineage(
+    recipe: Recipe, data: DataRef, contract_summary: str = "", init: InitPlan | None = None
+) -> dict[str, str]:
     """The tags every registered version carries (DESIGN.md, registry conventions)."""
     ref = reference(recipe.base_model)
     context = tracking.flow_run_context()
@@ -82,7 +95,8 @@ def lineage(recipe: Recipe, data: DataRef, contract_summary: str = "") -> dict[s
         "tuneline_version": settings.tuneline_version(),
         "git_sha": settings.git_sha(),
         "code_version": settings.code_version(),
-        "candidate_key": candidate_key_for(recipe, data_fingerprint),
+        "candidate_key": candidate_key_for(recipe, data_fingerprint, init.key if init else ""),
+        **lineage_tags(init or InitPlan()),
         "data_rows": str(data.n_train),
         "eval_rows": str(data.n_eval),
         "contract_summary": contract_summary.splitlines()[0] if contract_summary else "",
@@ -99,6 +113,7 @@ def outcome(
     evaluated: EvalResult | None = None,
     trained: TrainResult | None = None,
     contract_report: str | None = None,
+    init: InitPlan | None = None,
 ) -> FinetuneOutcome:
     """The one place a `FinetuneOutcome` is built: from what the run got as far as."""
     if registered is None:
@@ -123,6 +138,8 @@ def outcome(
         artifact=trained.path if trained is not None else None,
         train=asdict(trained) if trained is not None else {},
         baselines=evaluated.baselines if evaluated is not None else {},
+        init=init.note if init is not None else "",
+        parent_version=init.parent.version if init is not None and init.parent else None,
     )
 
 
@@ -140,8 +157,21 @@ def unchanged_outcome(recipe: Recipe) -> FinetuneOutcome | None:
     from tasks.data import load
 
     data = load(recipe.data, recipe.train.seed)
-    settled = settle_candidate(recipe.name, candidate_key_for(recipe, data.fingerprint))
-    return None if settled is None else outcome(recipe, data, settled)
+    init = plan_init(*init_arguments(recipe, data))
+    settled = settle_candidate(recipe.name, candidate_key_for(recipe, data.fingerprint, init.key))
+    return None if settled is None else outcome(recipe, data, settled, init=init)
+
+
+def init_arguments(recipe: Recipe, data: DataRef) -> tuple[Any, ...]:
+    """What `plan_init` resolves `train.init_from` with."""
+    return (
+        recipe.name,
+        recipe.train.init_from,
+        recipe.base_model,
+        recipe.method.name,
+        recipe.fingerprint(),
+        data.fingerprint,
+    )
 
 
 # A failure, a cancel or an abort must not leave the MLflow run RUNNING forever.
@@ -155,15 +185,19 @@ def unchanged_outcome(recipe: Recipe) -> FinetuneOutcome | None:
 def finetune(recipe: Recipe) -> FinetuneOutcome:
     """Validate, tokenize, train, evaluate and register one recipe."""
     data = load_data(recipe.data, recipe.train.seed)
-    candidate = candidate_key_for(recipe, data.fingerprint)
+    init = resolve_init(*init_arguments(recipe, data))
+    candidate = candidate_key_for(recipe, data.fingerprint, init.key)
     existing = find_awaited_version(recipe.name) or find_registered_version(recipe.name, candidate)
     if existing is not None:
         print(registration_line(existing))
         if existing.awaiting_approval:  # resumed, or asked again: wait for (or take) the answer
             existing = await_approval(existing, recipe.registry.approval_timeout)
-        return outcome(recipe, data, existing)
+        return outcome(recipe, data, existing, init=init)
     run_id = tracking.start_tracking(
-        recipe.name, recipe_params(recipe), lineage(recipe, data), recipe_document(recipe)
+        recipe.name,
+        recipe_params(recipe),
+        lineage(recipe, data, init=init),
+        recipe_document(recipe),
     )
     out_dir = str(settings.runs_dir() / recipe.name / run_id)
     report = validate_data(
@@ -182,6 +216,8 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
         tracking.end_tracking(run_id, "FAILED")
         raise ContractFailed(f"{report.summary}\nReport: {report.report_html}", report)
     tokenized = tokenize_dataset(data, recipe.base_model, recipe.tokenize, run_id, recipe.method)
+    keep_eval_set(data, run_id)
+    parent = fetch_parent(init, recipe.method, data.labels, out_dir)
     checkpoints = str(settings.checkpoint_dir(recipe.name, candidate))
     if recipe.task == "causal-lm":
         trained = train_causal_model(
@@ -194,6 +230,7 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
             out_dir,
             run_id,
             checkpoints,
+            parent,
         )
         evaluated = evaluate_lm_model(
             trained.path,
@@ -215,6 +252,7 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
             out_dir,
             run_id,
             checkpoints,
+            parent,
         )
         evaluated = evaluate_model(
             trained.path,
@@ -225,10 +263,23 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
             out_dir,
             run_id,
         )
+    evaluated = evaluate_previous(
+        evaluated,
+        trained.path,
+        init,
+        data,
+        recipe.base_model,
+        recipe.evaluate,
+        recipe.tokenize,
+        recipe.method,
+        recipe.train.seed,
+        out_dir,
+        run_id,
+    )
     if not recipe.registry.enabled:
         tracking.end_tracking(run_id)
-        return outcome(recipe, data, None, run_id, evaluated, trained, report.report_html)
-    tags = lineage(recipe, data, report.summary)
+        return outcome(recipe, data, None, run_id, evaluated, trained, report.report_html, init)
+    tags = lineage(recipe, data, report.summary, init)
     gate = recipe.registry.gate
     pending = stage_registration(out_dir, recipe.name, run_id, trained, evaluated, gate, tags)
     registered = register_model(recipe.name, run_id, trained, evaluated, gate, tags, pending)
@@ -237,7 +288,7 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
     tracking.end_tracking(run_id)
     if registered.awaiting_approval:  # suspends here in a deployment run, until a person answers
         registered = await_approval(registered, recipe.registry.approval_timeout)
-    return outcome(recipe, data, registered, run_id, evaluated, trained, report.report_html)
+    return outcome(recipe, data, registered, run_id, evaluated, trained, report.report_html, init)
 
 
 def recipe_params(recipe: Recipe) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from tasks.registry import RegisterSpec
 from tasks.secrets import inline_credential, redact, secret_names
 from tasks.tokenization import TokenizeSpec
 from tasks.training import METHODS, Method, TrainSpec
+from tasks.training.warm_start import check_continuable
 
 
 class DeploySpec(BaseModel):
@@ -102,6 +103,8 @@ class Recipe(BaseModel):
                 f"method '{self.method.name}' trains on data.format "
                 f"{' | '.join(entry.formats)}, not {self.data.format}"
             )
+        if why := check_continuable(self.method.name, self.train.init_from):
+            raise ValueError(why)
         if self.registry.gate.metric is None:
             self.registry.gate.metric = entry.default_metric
         return self

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasks import artifacts, tracking
 from tasks.data import DataRef
 from tasks.models import BaseModelSpec, load_tokenizer
-from tasks.promotion import RowScores, rows_from_records
+from tasks.promotion import PreviousEval, RowScores, rows_from_records
 
 Metric = Literal["accuracy", "f1"]
 
@@ -68,6 +68,10 @@ class EvalResult:
     # per-row results of the fine-tuned and the base model (what the gate pairs rows on); saved
     # in the run's `eval/` artifacts, so a later candidate is compared with them row by row
     rows_path: str = ""
+    # a run started from a registered version (`train.init_from`): this model on the eval set that
+    # version was judged on (`tasks.continual.evaluate_previous`): against, metrics,
+    # parent_metrics, rows_path, parent_rows_path, missing
+    previous: dict[str, Any] = field(default_factory=dict)
 
 
 def classification_metrics(
@@ -152,6 +156,22 @@ def load_rows(path: str | Path) -> tuple[RowScores, RowScores | None] | None:
     except (OSError, ValueError):
         return None
     return rows_from_records(records) if records else None
+
+
+def previous_rows(result: EvalResult) -> PreviousEval | None:
+    """What the gate's `previous_eval` guard pairs: the candidate's and its parent's per-row
+    results on the parent's eval set (None for a run from the base model)."""
+    info = result.previous
+    if not info:
+        return None
+    mine = load_rows(info.get("rows_path", ""))
+    theirs = load_rows(info.get("parent_rows_path", ""))
+    return PreviousEval(
+        str(info.get("against", "parent version")),
+        mine[0] if mine else None,
+        theirs[0] if theirs else None,
+        str(info.get("missing", "")),
+    )
 
 
 def before_after_markdown(result: EvalResult) -> str:

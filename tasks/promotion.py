@@ -72,7 +72,9 @@ class GateSpec(BaseModel):
         default_factory=dict,
         description="Other metrics that must not drop below the champion's by more than the "
         "given amount, e.g. `{f1: 0.01}`: the lower bound of the change on the same eval rows "
-        "must stay above minus that amount.",
+        "must stay above minus that amount. `previous_eval: 0.01` is the forgetting guard of a "
+        "run started from a registered version (`train.init_from`): on the eval set that "
+        "version was judged on, the gate metric must not drop below that version's by more.",
     )
 
     @model_validator(mode="after")
@@ -85,6 +87,8 @@ class GateSpec(BaseModel):
         return self
 
 
+# The guard bounding the drop on the eval set a continued run's parent version was judged on.
+PREVIOUS_EVAL = "previous_eval"
 # Metrics where lower is better; every other metric is better higher.
 LOWER_IS_BETTER = frozenset({"eval_loss", "perplexity"})
 # Per row 0 or 1, the metric their mean: McNemar's exact test and its interval.
@@ -356,6 +360,8 @@ class Decision:
         out: dict[str, str] = {}
         for c in self.comparisons:
             side = "champion" if c.against.startswith("champion") else "base"
+            if c.against.startswith("parent"):
+                side = PREVIOUS_EVAL
             prefix = f"gate.{side}.{c.metric}"
             out.update(
                 {
@@ -465,6 +471,7 @@ def decide_promotion(
     champion_rows: RowScores | None = None,
     base_rows: RowScores | None = None,
     champion_name: str = "champion",
+    previous: PreviousEval | None = None,
 ) -> Decision:
     """Whether `candidate` takes `champion`, and why (every rule is reported, pass or fail).
 
@@ -473,7 +480,8 @@ def decide_promotion(
     results, or without eval rows shared with it, the candidate is not promoted: an unpaired
     comparison of two figures cannot tell a gain from the noise of the eval set (promote by hand
     with `tuneline promote` after a look). For loss-like metrics (`LOWER_IS_BETTER`) the minimum
-    is a maximum and beating is being lower."""
+    is a maximum and beating is being lower. `previous` (a run started from a registered
+    version) feeds the `previous_eval` guard."""
     name = gate.metric or "accuracy"
     lower = name in LOWER_IS_BETTER
     if name not in candidate:
@@ -510,7 +518,7 @@ def decide_promotion(
         )
         ok &= _note(outcome, reasons, comparisons)
         for guard, allowed in gate.guards.items():
-            if guard in candidate and guard in champion:
+            if guard != PREVIOUS_EVAL and guard in candidate and guard in champion:
                 outcome = _paired(
                     guard, candidate_rows, champion_rows, champion_name, -allowed, gate
                 )
@@ -525,7 +533,55 @@ def decide_promotion(
                 else:
                     ok = False
                     reasons.append(f"guard {guard}: {outcome}; not promoted")
+    if PREVIOUS_EVAL in gate.guards:
+        ok &= _previous_guard(
+            name, gate.guards[PREVIOUS_EVAL], previous, gate, reasons, comparisons
+        )
     return Decision(ok, reasons, comparisons)
+
+
+@dataclass(frozen=True)
+class PreviousEval:
+    """A continued run on the eval set its parent version was judged on: the candidate's per-row
+    results there and the parent's own (`missing` says why there are none)."""
+
+    against: str  # "parent version 3 on its eval set"
+    candidate: RowScores | None
+    reference: RowScores | None
+    missing: str = ""
+
+
+def _previous_guard(
+    metric: str,
+    allowed: float,
+    previous: PreviousEval | None,
+    gate: GateSpec,
+    reasons: list[str],
+    comparisons: list[Comparison],
+) -> bool:
+    """The forgetting guard: on the parent's eval set, the gate metric may drop by `allowed` at
+    most (the lower bound of the paired change stays above `-allowed`). A run from the base model
+    has no parent: nothing to bound."""
+    if previous is None:
+        reasons.append("guard previous_eval: no parent version (trained from the base model)")
+        return True
+    outcome: Comparison | str = previous.missing or _paired(
+        metric, previous.candidate, previous.reference, previous.against, -allowed, gate
+    )
+    if isinstance(outcome, Comparison):
+        comparisons.append(outcome)
+        # the bound on the drop is shown only when the interval's lower bound clears it: on a
+        # small eval set even a gain can leave a larger drop inside the interval
+        word = "holds" if outcome.passed else "fails"
+        verdict = "clears" if outcome.passed else "does not clear"
+        reasons.append(
+            f"guard previous_eval {word}: {metric} {outcome.value:.4f} vs {outcome.reference:.4f} "
+            f"on {outcome.against}: {outcome.interval_text()}; the lower bound {verdict} the "
+            f"allowed drop {_amount(metric, -allowed)}"
+        )
+        return outcome.passed
+    reasons.append(f"guard previous_eval: {outcome}; not promoted")
+    return False
 
 
 def _paired(
@@ -541,6 +597,10 @@ def _paired(
     if reference is None:
         return f"the {against}'s per-row eval results were not found; no paired comparison"
     return compare(metric, candidate, reference, against, margin, gate.confidence)
+
+
+def _amount(metric: str, value: float) -> str:
+    return f"{value * 100:+.1f} points" if metric in POINT_METRICS else f"{value:+.4g}"
 
 
 def _note(outcome: Comparison | str, reasons: list[str], comparisons: list[Comparison]) -> bool:

@@ -29,7 +29,13 @@ from tasks.errors import (
     first_line,
     retry_unless_user_error,
 )
-from tasks.evaluation import ROW_TABLES, EvalResult, before_after_markdown, load_rows
+from tasks.evaluation import (
+    ROW_TABLES,
+    EvalResult,
+    before_after_markdown,
+    load_rows,
+    previous_rows,
+)
 from tasks.promotion import Decision, GateSpec, RowScores, decide_promotion, decision_markdown
 from tasks.secrets import redact, redact_obj
 from tasks.training.base import TrainResult
@@ -111,8 +117,14 @@ class RegistrationRef:
     awaiting_approval: bool = False  # passed the gate, holds `challenger`, waits for a person
 
 
-def candidate_key(recipe_hash: str, data_fingerprint: str, code_version: str) -> str:
-    payload = json.dumps([recipe_hash, data_fingerprint, code_version])
+def candidate_key(
+    recipe_hash: str, data_fingerprint: str, code_version: str, parent: str = ""
+) -> str:
+    """`parent` ("name/version") for a run started from a registered version: the same recipe
+    and data from another starting point is another candidate."""
+    payload = json.dumps(
+        [recipe_hash, data_fingerprint, code_version, *([parent] if parent else [])]
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
@@ -281,7 +293,7 @@ Fine-tuned by tuneline with method `{train.method}` ({train.artifact}) from base
 - trainable parameters: {train.trainable_params:,} of {train.total_params:,} ({train.trainable_share:.2%})
 - training: {train.steps} steps, {train.train_seconds:.1f}s, final loss {train.train_loss:.4f}
 - code: {lineage.get("code_version")}
-- data: {lineage.get("data_rows", "?")} training rows, {lineage.get("eval_rows", "?")} eval rows
+{_started_from(lineage, ev)}- data: {lineage.get("data_rows", "?")} training rows, {lineage.get("eval_rows", "?")} eval rows
 - data contract: {lineage.get("contract_summary", "not recorded")}
 
 | metric | base model | champion before ({champion_name}) | this version |
@@ -292,6 +304,23 @@ Promotion: {promotion or decision.summary}
 
 {_intended_use(name, train, ev)}
 """
+
+
+def _started_from(lineage: dict[str, str], ev: EvalResult) -> str:
+    """The model card's line on where training started (and how the version it continued does on
+    its own eval set beside this one)."""
+    parent = lineage.get("parent_version")
+    if not parent:
+        return "- started from: the base model\n"
+    figures = ", ".join(
+        f"{k} {v:.4f} (version {parent}: {ev.previous.get('parent_metrics', {}).get(k, float('nan')):.4f})"
+        for k, v in ev.previous.get("metrics", {}).items()
+    )
+    seen = f"; on its eval set: {figures}" if figures else ""
+    return (
+        f"- started from: {lineage.get('parent_model')} version {parent} "
+        f"(train.init_from: {lineage.get('init_from')}){seen}\n"
+    )
 
 
 def _intended_use(name: str, train: TrainResult, ev: EvalResult) -> str:
@@ -348,6 +377,7 @@ def register(
             champion_rows(champion) if champion is not None else None,
             base_rows,
             f"champion (version {champion.version})" if champion is not None else "champion",
+            previous_rows(ev),
         )
         # the gate passed, a person decides: `challenger` now, `champion` on approval
         awaiting = decision.promote and lineage.get(APPROVAL_POLICY) == "required"
@@ -356,6 +386,7 @@ def register(
             **lineage,
             **{f"metric.{k}": f"{v:.6f}" for k, v in ev.metrics.items()},
             **{f"base_metric.{k}": f"{v:.6f}" for k, v in ev.base_metrics.items()},
+            **{f"previous_eval.{k}": f"{v:.6f}" for k, v in ev.previous.get("metrics", {}).items()},
             "mlflow_run_id": run_id,
             "method": train.method,
             "artifact": train.artifact,

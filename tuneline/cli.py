@@ -629,6 +629,8 @@ def tiny_model(
 
 
 def _report_outcome(outcome: Any) -> None:
+    if outcome.init and outcome.status != "unchanged":  # where training started
+        out.print(outcome.init, highlight=False, soft_wrap=True)
     if outcome.metrics:
         out.print(_metrics_table(outcome.metrics, outcome.base_metrics, outcome.baselines))
     if outcome.status == "unchanged":

@@ -3,13 +3,16 @@ training settings block and the result a training task returns."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# `train.init_from`: the base model, this model's champion, or one registered version.
+INIT_FROM = re.compile(r"base|champion|models:/[A-Za-z0-9][A-Za-z0-9._-]{0,99}/[1-9][0-9]*")
 ArtifactKind = Literal["adapter", "weights", "probe"]
 # What the trained model does: classify (encoders), or for causal LMs model language (pretrain,
 # sft), prefer (dpo), score (reward) or act against a reward (rlhf).
@@ -121,6 +124,23 @@ class TrainSpec(BaseModel):
     distributed: DistributedSpec = Field(
         default_factory=DistributedSpec, description="Training across several processes."
     )
+    init_from: str = Field(
+        default="base",
+        description="Weights the run starts from: `base` (the base model), `champion` (the "
+        "current champion of this recipe's model, same base model and method: continual "
+        "retraining; the base model while there is none) or `models:/NAME/VERSION` (a "
+        "registered version).",
+    )
+
+    @field_validator("init_from")
+    @classmethod
+    def _init_from_form(cls, value: str) -> str:
+        if not INIT_FROM.fullmatch(value):
+            raise ValueError(
+                f"init_from '{value}': expected base, champion or models:/NAME/VERSION "
+                "(e.g. models:/sentiment/3)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _batch_splits(self) -> TrainSpec:

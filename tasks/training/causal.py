@@ -85,8 +85,19 @@ def load_base(base: BaseModelSpec, method: CausalMethod, tokenizer: Any, seed: i
 
 
 def prepare_model(
-    base: BaseModelSpec, method: CausalMethod, tokenizer: Any, seed: int, steps: int
+    base: BaseModelSpec,
+    method: CausalMethod,
+    tokenizer: Any,
+    seed: int,
+    steps: int,
+    init: str | None = None,
 ) -> Any:
+    """The base model with the method's weights choice applied; with `init` (a trained artifact
+    of the same method), that model's weights instead of the base's."""
+    if init is not None:
+        from tasks.training.warm_start import causal_from
+
+        return causal_from(init, base, method, tokenizer, seed)
     ctx = BuildContext(total_steps=steps, num_labels=1)
     return METHODS[method.name].build(load_base(base, method, tokenizer, seed), method, ctx)
 
@@ -345,12 +356,14 @@ def train_causal(
     max_length: int,
     out_dir: Path,
     checkpoint_dir: Path | None = None,
+    init: str | None = None,
 ) -> TrainResult:
-    """Build the method on the base model, train it and save the artifact under `out_dir`."""
+    """Build the method on the base model (or on the trained artifact `init`), train it and save
+    the artifact under `out_dir`."""
     entry = METHODS[method.name]
     tokenizer = load_tokenizer(base)
     steps = total_steps(int(tokenized.stats.get("count", 0)), spec)
-    model = prepare_model(base, method, tokenizer, spec.seed, steps)
+    model = prepare_model(base, method, tokenizer, spec.seed, steps, init)
     if spec.gradient_checkpointing and method.weights == "lora":
         model.enable_input_require_grads()  # activations must carry grads into the adapter
     trainable, total = count_parameters(model)
@@ -410,8 +423,10 @@ def train_causal_model(
     out_dir: str,
     run_id: str | None = None,
     checkpoint_dir: str | None = None,
+    init: str | None = None,
 ) -> TrainResult:
-    """Train the recipe's causal-LM method (never cached, never blindly retried); log figures."""
+    """Train the recipe's causal-LM method (never cached, never blindly retried); log figures.
+    With `init` (a trained artifact folder) training starts from its weights."""
     from tasks.training import launch
 
     result = launch.train(
@@ -424,6 +439,7 @@ def train_causal_model(
         Path(checkpoint_dir) if checkpoint_dir else None,
         data_format=data_format,
         max_length=max_length,
+        init=init,
     )
     if run_id:
         log_training(run_id, result)

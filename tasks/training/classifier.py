@@ -82,10 +82,20 @@ def total_steps(n_train: int, spec: TrainSpec) -> int:
 
 
 def prepare_model(
-    base: BaseModelSpec, method: MethodConfig, labels: list[str], seed: int, steps: int = 100
+    base: BaseModelSpec,
+    method: MethodConfig,
+    labels: list[str],
+    seed: int,
+    steps: int = 100,
+    init: str | None = None,
 ) -> Any:
-    """The base encoder with `method` applied, ready to train."""
+    """The base encoder with `method` applied, ready to train; with `init` (a trained artifact of
+    the same method), that model's weights instead of the base's."""
     ctx = BuildContext(total_steps=steps, num_labels=len(labels))
+    if init is not None:
+        from tasks.training.warm_start import classifier_from
+
+        return classifier_from(init, base, method, labels, seed, ctx)
     if METHODS[method.name].artifact == "probe":
         from transformers import AutoModel, set_seed
 
@@ -265,14 +275,15 @@ def train_classifier(
     max_length: int,
     out_dir: Path,
     checkpoint_dir: Path | None = None,
+    init: str | None = None,
 ) -> TrainResult:
-    """Build the method on the base encoder, train it and save the artifact under `out_dir`.
-    Checkpoints (when `train.save_steps` is set) go to `checkpoint_dir` and are removed once the
-    artifact is complete."""
+    """Build the method on the base encoder (or on the trained artifact `init`), train it and
+    save the artifact under `out_dir`. Checkpoints (when `train.save_steps` is set) go to
+    `checkpoint_dir` and are removed once the artifact is complete."""
     tokenizer = models.load_tokenizer(base)
     entry = METHODS[method.name]
     steps = total_steps(int(tokenized.stats.get("count", 0)), spec)
-    model = prepare_model(base, method, labels, spec.seed, steps)
+    model = prepare_model(base, method, labels, spec.seed, steps, init)
     trainable, total = count_parameters(model)
     with PeakMemory() as memory:
         stats = fit_method(
@@ -324,8 +335,10 @@ def train_model(
     out_dir: str,
     run_id: str | None = None,
     checkpoint_dir: str | None = None,
+    init: str | None = None,
 ) -> TrainResult:
-    """Train the recipe's method (never cached, never blindly retried); log its figures."""
+    """Train the recipe's method (never cached, never blindly retried); log its figures. With
+    `init` (a trained artifact folder) training starts from its weights."""
     from tasks.training import launch
 
     result = launch.train(
@@ -338,6 +351,7 @@ def train_model(
         Path(checkpoint_dir) if checkpoint_dir else None,
         labels=labels,
         max_length=max_length,
+        init=init,
     )
     if run_id:
         log_training(run_id, result)

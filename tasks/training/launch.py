@@ -117,11 +117,20 @@ def train_here(
             extra["max_length"],
             out_dir,
             checkpoint_dir,
+            extra.get("init"),
         )
     from tasks.training.classifier import train_classifier
 
     return train_classifier(
-        tokenized, base, method, spec, extra["labels"], extra["max_length"], out_dir, checkpoint_dir
+        tokenized,
+        base,
+        method,
+        spec,
+        extra["labels"],
+        extra["max_length"],
+        out_dir,
+        checkpoint_dir,
+        extra.get("init"),
     )
 
 
@@ -146,7 +155,7 @@ def main(job_file: str) -> None:
     from tasks.training import METHODS
 
     payload = json.loads(Path(job_file).read_text())
-    extra = {k: payload[k] for k in ("labels", "data_format", "max_length") if k in payload}
+    extra = {k: payload[k] for k in ("labels", "data_format", "max_length", "init") if k in payload}
     result = train_here(
         payload["kind"],
         TokenizedRef(**payload["tokenized"]),

@@ -1,0 +1,102 @@
+"""Starting training from a trained tuneline artifact instead of the base model (`train.init_from`
+naming a registered version): its full weights, or its peft adapter loaded as trainable, so the
+run continues that model on the recipe's data. Finding and downloading the version is
+`tasks.continual`'s job; this module only turns the artifact into a model to train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tasks.artifacts import read_manifest
+from tasks.errors import ModelError
+from tasks.models import BaseModelSpec
+from tasks.training.base import BuildContext
+
+# Methods a run can continue from a version trained with the same method: the gradient-trained
+# encoder methods whose artifact holds all they learnt, and the language-modelling causal methods.
+# Not the probe (its logistic regression is fitted afresh), AdaLoRA (its rank budget schedule
+# starts over from the initial rank), prefix and prompt tuning (untested here), nor dpo, reward
+# and rlhf (their reference model and reward head are the base's).
+CONTINUABLE = ("full", "last_layers", "lora", "ia3", "pretrain", "sft")
+# Method settings that fix the shape of what was trained: a continued run must keep them.
+SHAPE_FIELDS = ("weights", "r", "target_modules")
+
+
+def check_continuable(method: str, init_from: str) -> str | None:
+    """Why a recipe with this method cannot start from a registered version, or None."""
+    if init_from == "base" or method in CONTINUABLE:
+        return None
+    return (
+        f"train.init_from: {init_from}: method '{method}' cannot continue a registered version "
+        f"(methods that can: {', '.join(CONTINUABLE)}); set train.init_from: base"
+    )
+
+
+def check_artifact(artifact: str | Path, method: Any, labels: list[str], what: str) -> None:
+    """The artifact must be the same method with the same shape (and, for a classifier, the same
+    labels) as the recipe trains; else one line saying which setting differs."""
+    manifest = read_manifest(artifact)
+    theirs = manifest.get("method") or {}
+    mine = method.model_dump()
+    if theirs.get("name") != mine.get("name"):
+        raise ModelError(
+            f"train.init_from: {what} was trained with method '{theirs.get('name')}', this "
+            f"recipe uses '{mine.get('name')}'; continue with the same method, or set "
+            "train.init_from: base"
+        )
+    for key in SHAPE_FIELDS:
+        if key in theirs and key in mine and theirs[key] != mine[key]:
+            raise ModelError(
+                f"train.init_from: {what} has method.{key} = {theirs[key]!r}, this recipe asks "
+                f"{mine[key]!r}; keep the version's setting to continue it, or set "
+                "train.init_from: base"
+            )
+    if manifest.get("task") == "classification" and list(manifest.get("labels") or []) != labels:
+        raise ModelError(
+            f"train.init_from: {what} predicts labels {manifest.get('labels')}, this recipe's "
+            f"data has {labels}; continue on the same labels, or set train.init_from: base"
+        )
+
+
+def classifier_from(
+    artifact: str, base: BaseModelSpec, method: Any, labels: list[str], seed: int, ctx: BuildContext
+) -> Any:
+    """A classifier to train, holding the artifact's weights: the adapter (with its classifier
+    head) made trainable on the base encoder, or the full weights with the method's freezing."""
+    from transformers import AutoModelForSequenceClassification
+
+    from tasks.training import METHODS
+    from tasks.training.classifier import load_base_classifier
+
+    root = Path(artifact)
+    if read_manifest(root)["kind"] == "adapter":
+        from peft import PeftModel
+
+        model = load_base_classifier(base, labels, seed)
+        return PeftModel.from_pretrained(model, str(root / "model"), is_trainable=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(root / "model"), use_safetensors=True
+    )
+    return METHODS[method.name].build(model, method, ctx)
+
+
+def causal_from(artifact: str, base: BaseModelSpec, method: Any, tokenizer: Any, seed: int) -> Any:
+    """A causal LM to train, holding the artifact's weights: its LoRA adapter made trainable on
+    the base (4-bit when the recipe asks and the machine can), or its full weights."""
+    from tasks.training.causal import load_base
+
+    root = Path(artifact)
+    if read_manifest(root)["kind"] == "adapter":
+        from peft import PeftModel, prepare_model_for_kbit_training
+
+        model = load_base(base, method, tokenizer, seed)
+        if getattr(model, "is_loaded_in_4bit", False):
+            model = prepare_model_for_kbit_training(model)
+        return PeftModel.from_pretrained(model, str(root / "model"), is_trainable=True)
+    from transformers import AutoModelForCausalLM, set_seed
+
+    set_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(str(root / "model"), use_safetensors=True)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
