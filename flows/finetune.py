@@ -18,6 +18,7 @@ from tasks.errors import EXIT_GATE, EXIT_OK, ContractFailed
 from tasks.evaluation import EvalResult, evaluate_model
 from tasks.lm_evaluation import evaluate_lm_model
 from tasks.models import reference
+from tasks.planning import plan_training, record_plan_outcome
 from tasks.registry import (
     RegistrationRef,
     candidate_key,
@@ -175,6 +176,17 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
         tracking.end_tracking(run_id, "FAILED")
         raise ContractFailed(f"{report.summary}\nReport: {report.report_html}", report)
     tokenized = tokenize_dataset(data, recipe.base_model, recipe.tokenize, run_id, recipe.method)
+    plan = plan_training(
+        recipe.name,
+        recipe.method,
+        recipe.train,
+        tokenized,
+        recipe.tokenize.max_length,
+        recipe.registry.gate if recipe.registry.enabled else None,
+        data.format,
+        recipe.evaluate.generation_rows,
+        run_id,
+    )
     checkpoints = str(settings.checkpoint_dir(recipe.name, candidate))
     if recipe.task == "causal-lm":
         trained = train_causal_model(
@@ -218,6 +230,7 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
             out_dir,
             run_id,
         )
+    record_plan_outcome(plan, trained, recipe.method, run_id)
     if not recipe.registry.enabled:
         tracking.end_tracking(run_id)
         return outcome(recipe, data, None, run_id, evaluated, trained, report.report_html)
