@@ -375,11 +375,16 @@ def train_lengths(tokenized: TokenizedRef, method: Any) -> tuple[list[int], int]
 
     train = load_split(tokenized, "train")
     held = load_split(tokenized, "eval")
+    import numpy as np
+
+    def column(split: Any, name: str) -> Any:
+        return np.asarray(split.data.column(name)) if len(split) else np.zeros(0, dtype=int)
+
+    lengths = column(train, "full_length")
     if METHODS[method.name].objective == "classify":  # rows outside the label set are skipped
-        keep = [i for i, label in enumerate(train["labels"]) if label >= 0]
-        lengths = [int(train["full_length"][i]) for i in keep]
-        return lengths, sum(1 for label in held["labels"] if label >= 0)
-    return [int(n) for n in train["full_length"]], len(held)
+        kept = lengths[column(train, "labels") >= 0]
+        return kept.tolist(), int((column(held, "labels") >= 0).sum())
+    return lengths.tolist(), len(held)
 
 
 @task(name="plan_training")

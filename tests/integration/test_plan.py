@@ -23,7 +23,7 @@ def tuneline(*args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "tuneline", *args],
         capture_output=True,
         text=True,
-        env=os.environ.copy(),
+        env={**os.environ, "COLUMNS": "250"},  # one table row a line
         timeout=600,
     )
 
