@@ -52,6 +52,7 @@ class Plan:
     estimated_peak_rss_mb: float | None = None
     estimated_peak_gpu_mb: float | None = None
     warmup: dict[str, float] = field(default_factory=dict)
+    load_average: float | None = None  # of this machine's CPUs while the warm-up ran
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -174,6 +175,16 @@ def static_plan(
     )
 
 
+def machine_load() -> float | None:
+    """The one-minute load average (other work on the machine slows every step alike)."""
+    import os
+
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # not on every platform
+        return None
+
+
 def scales_with_tokens(method: Any) -> bool:
     """Whether the warm-up's token counts are in the same units as the plan's (the trainer's
     collator counts what `full_length` measures): classifiers and language modelling."""
@@ -191,6 +202,7 @@ def with_estimate(plan: Plan, warmup: dict[str, float], method: Any, device: str
     tokens = plan.tokens.get("per_step") if scales_with_tokens(method) else None
     plan.warmup = dict(warmup)
     plan.device = device
+    plan.load_average = machine_load()
     plan.estimated_train_seconds = estimate_train_seconds(warmup, plan.optimizer_steps, tokens)
     if warmup:
         plan.estimated_peak_rss_mb = warmup.get("warmup_peak_rss_mb")
@@ -216,6 +228,7 @@ def plan_vs_actual(plan: Plan, result: TrainResult, method: Any, device: str) ->
             estimated.estimated_peak_rss_mb, result.extra.get("peak_rss_mb")
         ),
         "plan.trainable_params": float(result.trainable_params),
+        "plan.load_average": machine_load(),
     }
     if result.extra.get("peak_gpu_mb"):
         figures["plan.estimated_peak_gpu_mb"] = estimated.estimated_peak_gpu_mb
@@ -306,6 +319,10 @@ def plan_lines(plan: Plan) -> list[tuple[str, str]]:
             f"{w['warmup_step_seconds']:.3f} s a step over {w['warmup_steps_timed']:.0f} timed "
             f"steps on {plan.device}"
         )
+        if plan.load_average is not None:
+            import os
+
+            how += f", load average {plan.load_average:.1f} on {os.cpu_count()} CPUs"
         rows.append(("time", f"{_seconds(plan.estimated_train_seconds)} of training ({how})"))
         memory = f"about {plan.estimated_peak_rss_mb or 0:,.0f} MB above the process at start"
         if plan.estimated_peak_gpu_mb:

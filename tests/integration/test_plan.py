@@ -118,3 +118,25 @@ def test_a_bad_recipe_gets_the_same_one_line_error_as_run(tiny_recipe: Path) -> 
     assert planned.returncode == ran.returncode == 1
     assert planned.stderr == ran.stderr
     assert "batch_sise" in planned.stderr and "Traceback" not in planned.stderr
+
+
+SHIPPED = sorted(Path(__file__).resolve().parents[2].joinpath("deployments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    # assistant-rlhf plans too, once assistant-reward has a champion to score with
+    [p for p in SHIPPED if p.stem != "assistant-rlhf"],
+    ids=lambda p: p.stem,
+)
+def test_every_shipped_recipe_plans(recipe: Path, tuneline_home: Path) -> None:
+    from flows.plan import plan_recipe
+    from flows.recipe import load_recipe
+
+    parsed = load_recipe(recipe, [])
+    plan = plan_recipe(parsed)
+    assert plan.train_rows > 0 and plan.optimizer_steps > 0
+    assert plan.trainable_params and plan.trainable_params <= (plan.total_params or 0)
+    assert plan.estimated_train_seconds and plan.estimated_train_seconds > 0
+    assert plan.gate["enabled"] and plan.gate["eval_rows_used"] > 0
+    assert not (tuneline_home / "runs").exists()
