@@ -26,7 +26,9 @@ WARMUP_STEPS = 4
 
 class StepTimer(TrainerCallback):  # type: ignore[misc]
     """Wall time and real tokens of each of the first `steps` optimiser steps (held-out loss
-    evaluations in between subtracted), batches per epoch, and the peak memory at the last."""
+    evaluations in between subtracted), batches per epoch, and the peak memory at the last step
+    and after the first held-out loss evaluation (the first steps hold the optimiser state and
+    the longest batch; an evaluation adds its own activations)."""
 
     def __init__(self, tokens: Callable[[], int], steps: int = WARMUP_STEPS) -> None:
         self.tokens = tokens
@@ -37,6 +39,7 @@ class StepTimer(TrainerCallback):  # type: ignore[misc]
         self.evaluating = 0.0
         self.peak_rss_mb = 0.0
         self.peak_gpu_mb = 0.0
+        self.evaluated = False
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         loader = kwargs.get("train_dataloader")
@@ -50,6 +53,9 @@ class StepTimer(TrainerCallback):  # type: ignore[misc]
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if len(self.ends) <= self.steps:
             self.evaluating += float((kwargs.get("metrics") or {}).get("eval_runtime", 0.0))
+        if not self.evaluated:  # what a held-out loss evaluation adds counts, as in the run
+            self.evaluated = True
+            self._note_memory()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not self.ends or len(self.ends) > self.steps:
@@ -63,8 +69,8 @@ class StepTimer(TrainerCallback):  # type: ignore[misc]
     def _note_memory(self) -> None:
         memory = PeakMemory.active
         if memory is not None:
-            self.peak_rss_mb = memory.peak_rss_mb
-            self.peak_gpu_mb = memory.current_gpu_peak_mb()
+            self.peak_rss_mb = max(self.peak_rss_mb, memory.peak_rss_mb)
+            self.peak_gpu_mb = max(self.peak_gpu_mb, memory.current_gpu_peak_mb())
 
     def figures(self) -> dict[str, float]:
         """The warm-up figures (empty when the run took no step): `warmup_first_step_seconds`

@@ -127,3 +127,19 @@ def test_gate_line_says_what_the_eval_set_can_show():
     assert planning.gate_line(planning.gate_figures(None, "classification", 62, None)).startswith(
         "registry off"
     )
+
+
+def test_step_timer_notes_the_peak_at_the_last_step_and_after_the_first_evaluation():
+    from tasks.training.base import PeakMemory
+
+    timer = warmup.StepTimer(lambda: 0, steps=2)
+    with PeakMemory(interval=10.0) as memory:
+        timer.on_train_begin(None, None, None)
+        memory.peak_rss_mb = 100.0
+        timer.on_step_end(None, None, None)
+        timer.on_step_end(None, None, None)  # the last timed step: 100 MB so far
+        memory.peak_rss_mb = 250.0  # a held-out evaluation later in the run adds 150 MB
+        timer.on_evaluate(None, None, None, metrics={"eval_runtime": 1.0})
+        memory.peak_rss_mb = 900.0  # later growth is not part of the estimate
+        timer.on_evaluate(None, None, None, metrics={"eval_runtime": 1.0})
+    assert timer.figures()["warmup_peak_rss_mb"] == pytest.approx(250.0)
