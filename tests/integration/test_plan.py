@@ -42,11 +42,13 @@ def all_runs() -> list:
     return mlc.search_runs(experiments) if experiments else []
 
 
-def prefect_artifacts(flow_run_id: str) -> dict[str, str]:
+def prefect_artifacts(api_url: str, flow_run_id: str) -> dict[str, str]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with get_client(sync_client=True) as client:
+    # Prefect reads its settings once, at import (which test collection may have done already)
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
         found = client.read_artifacts(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
         )
@@ -105,7 +107,9 @@ def test_plan_matches_the_run_and_the_run_records_estimate_against_actual(
         metrics["plan.estimated_train_seconds"]
     )
 
-    artifacts = prefect_artifacts(run.data.tags["prefect.flow_run_id"])
+    artifacts = prefect_artifacts(
+        os.environ["PREFECT_API_URL"], run.data.tags["prefect.flow_run_id"]
+    )
     assert "8 optimiser steps" in artifacts["training-plan"]
     assert "with 62 eval rows the gate can see" in artifacts["training-plan"]
     assert "| train time |" in artifacts["plan-vs-actual"]
