@@ -157,14 +157,16 @@ def static_plan(
         per_epoch, spec.gradient_accumulation_steps, spec.epochs, spec.max_steps
     )
     examples = spec.batch_size * spec.gradient_accumulation_steps
+    tokens = token_figures(train_lengths, max_length, examples, steps, rows)
     if METHODS[method.name].fit is not None:  # the probe fits in one pass, not by steps
         steps, per_epoch = 0, 0
+        tokens["total"] = tokens["per_epoch"]
     return Plan(
         name=name,
         method=method.name,
         train_rows=rows,
         eval_rows=eval_rows,
-        tokens=token_figures(train_lengths, max_length, examples, steps, rows),
+        tokens=tokens,
         batch_size=spec.batch_size,
         gradient_accumulation_steps=spec.gradient_accumulation_steps,
         epochs=spec.epochs,
@@ -301,7 +303,9 @@ def plan_lines(plan: Plan) -> list[tuple[str, str]]:
         (
             "steps",
             f"{plan.optimizer_steps:,} optimiser steps ({span}, batch {plan.batch_size}, "
-            f"accumulation {plan.gradient_accumulation_steps})",
+            f"accumulation {plan.gradient_accumulation_steps})"
+            if plan.optimizer_steps
+            else f"none: {plan.method} fits in one pass over the data",
         ),
     ]
     if plan.trainable_params is not None and plan.total_params:
