@@ -28,6 +28,7 @@ from tasks.errors import EXIT_GATE, EXIT_OK, ContractFailed
 from tasks.evaluation import EvalResult, evaluate_model
 from tasks.lm_evaluation import evaluate_lm_model
 from tasks.models import reference
+from tasks.planning import plan_training, record_plan_outcome
 from tasks.registry import (
     APPROVAL_POLICY,
     RegistrationRef,
@@ -218,6 +219,17 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
     tokenized = tokenize_dataset(data, recipe.base_model, recipe.tokenize, run_id, recipe.method)
     keep_eval_set(data, run_id)
     parent = fetch_parent(init, recipe.method, data.labels, out_dir)
+    plan = plan_training(
+        recipe.name,
+        recipe.method,
+        recipe.train,
+        tokenized,
+        recipe.tokenize.max_length,
+        recipe.registry.gate if recipe.registry.enabled else None,
+        data.format,
+        recipe.evaluate.generation_rows,
+        run_id,
+    )
     checkpoints = str(settings.checkpoint_dir(recipe.name, candidate))
     if recipe.task == "causal-lm":
         trained = train_causal_model(
@@ -276,6 +288,7 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
         out_dir,
         run_id,
     )
+    record_plan_outcome(plan, trained, recipe.method, run_id)
     if not recipe.registry.enabled:
         tracking.end_tracking(run_id)
         return outcome(recipe, data, None, run_id, evaluated, trained, report.report_html, init)

@@ -254,6 +254,51 @@ def run(
 
 
 @app.command()
+def plan(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a recipe key, e.g. --set train.epochs=1 (repeatable)."
+        ),
+    ] = None,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print the plan as JSON on the last line of stdout.")
+    ] = False,
+) -> None:
+    """Show what a run of the recipe will do and cost, without training it: rows, tokens,
+    optimiser steps, trainable parameters, time and peak memory measured from a few warm-up
+    steps on this machine, and what the promotion gate will need. Nothing is registered.
+
+    Exit codes: 0 planned, 1 errors (a bad recipe, data or model).
+    """
+    with user_errors():
+        from flows.recipe import load_recipe
+        from tasks.data import check_sources
+
+        parsed = load_recipe(recipe, set_ or [])
+        check_sources(parsed.data)
+        _writable_home()
+        from flows.plan import plan_recipe
+        from tasks.planning import plan_lines
+
+        _install_log_filter()
+        planned = plan_recipe(parsed)
+    table = Table(
+        title=f"plan for {planned.name} ({planned.method}): nothing trained or registered",
+        show_header=False,
+    )
+    table.add_column("what")
+    table.add_column("plan")
+    for label, text in plan_lines(planned):
+        table.add_row(label, text)
+    out.print(table)
+    if json_:
+        sys.stdout.write(planned.to_json() + "\n")
+        sys.stdout.flush()
+
+
+@app.command()
 def validate(
     recipe: Annotated[
         Path | None, typer.Argument(help="Recipe YAML file (its data and contract).")

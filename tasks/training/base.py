@@ -176,7 +176,10 @@ class TrainResult:
 
 class PeakMemory:
     """Peak memory while a block runs: process RSS above the start (sampled), and the CUDA
-    allocator's peak when a GPU is in use."""
+    allocator's peak when a GPU is in use. `PeakMemory.active` is the block running now (one
+    training per process), for the warm-up timer to read the peak so far."""
+
+    active: PeakMemory | None = None
 
     def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
@@ -194,7 +197,13 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
+        PeakMemory.active = self
         return self
+
+    def current_gpu_peak_mb(self) -> float:
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
 
     def _sample(self) -> None:
         while not self._stop.is_set():
@@ -207,8 +216,16 @@ class PeakMemory:
 
         self._stop.set()
         self._thread.join()
+        PeakMemory.active = None
         if torch.cuda.is_available():
             self.peak_gpu_mb = torch.cuda.max_memory_allocated() / 2**20
+
+
+def device_name() -> str:
+    """Where training runs in this process: the GPU's name, or `cpu`."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
 def precision_args(choice: str) -> dict[str, bool]:

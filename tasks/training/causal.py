@@ -283,6 +283,8 @@ def fit(
 ) -> FitStats:
     from transformers.trainer_callback import PrinterCallback
 
+    from tasks.training.warmup import StepTimer
+
     saving = bool(spec.save_steps and checkpoint_dir is not None)
     resume = checkpoints.latest_complete(checkpoint_dir) if saving and checkpoint_dir else None
     resumed_from = checkpoints.marker_step(resume) if resume else 0
@@ -294,6 +296,8 @@ def fit(
     trainer.remove_callback(PrinterCallback)  # figures go to MLflow, not stdout
     counter = TokenCounter(trainer.data_collator, trainer.model)
     trainer.data_collator = counter
+    timer = StepTimer(lambda: counter.real_tokens)
+    trainer.add_callback(timer)
     started = time.perf_counter()
     with labelled_positions_only():
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -322,6 +326,7 @@ def fit(
         tokens_per_second=counter.real_tokens / seconds if seconds else 0.0,
         history=history,
         resumed_from=resumed_from,
+        warmup=timer.figures(),
     )
 
 
@@ -408,6 +413,7 @@ def train_causal(
             "peak_gpu_mb": memory.peak_gpu_mb,
             "resumed_from_step": float(stats.resumed_from),
             "quantized_4bit": float(bool(getattr(model, "is_loaded_in_4bit", False))),
+            **stats.warmup,
         },
     )
 

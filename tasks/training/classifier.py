@@ -7,7 +7,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,7 @@ class FitStats:
     tokens_per_second: float
     history: list[dict[str, float]]
     resumed_from: int = 0
+    warmup: dict[str, float] = field(default_factory=dict)  # tasks.training.warmup figures
 
 
 def fit(
@@ -138,6 +139,7 @@ def fit(
     from transformers.trainer_callback import PrinterCallback
 
     from tasks.training import checkpoints
+    from tasks.training.warmup import StepTimer
 
     saving = bool(spec.save_steps and checkpoint_dir is not None)
     resume = checkpoints.latest_complete(checkpoint_dir) if saving and checkpoint_dir else None
@@ -175,6 +177,8 @@ def fit(
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # figures go to MLflow, not stdout
+    timer = StepTimer(lambda: collator.real_tokens)
+    trainer.add_callback(timer)
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     elapsed = time.perf_counter() - started
@@ -202,6 +206,7 @@ def fit(
         tokens_per_second=collator.real_tokens / seconds if seconds else 0.0,
         history=history + eval_history,
         resumed_from=resumed_from,
+        warmup=timer.figures(),
     )
 
 
@@ -320,6 +325,7 @@ def train_classifier(
             "peak_rss_mb": memory.peak_rss_mb,
             "peak_gpu_mb": memory.peak_gpu_mb,
             "resumed_from_step": float(stats.resumed_from),
+            **stats.warmup,
         },
     )
 

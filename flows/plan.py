@@ -1,0 +1,63 @@
+"""`tuneline plan`: what a recipe's run will do and cost, without running it. Loads and tokenizes
+the data as the run would (the same caches), builds the method on the base model and trains only
+the warm-up steps in a scratch folder: no flow run, no MLflow run, nothing registered.
+"""
+
+from __future__ import annotations
+
+from flows.recipe import Recipe
+from tasks.data import load
+from tasks.planning import (
+    Plan,
+    gate_figures,
+    measure_warmup,
+    static_plan,
+    train_lengths,
+    with_estimate,
+)
+from tasks.tokenization import tokenize
+from tasks.training.base import device_name
+
+
+def gate_of(recipe: Recipe, n_eval: int) -> dict[str, object]:
+    gate = recipe.registry.gate if recipe.registry.enabled else None
+    return gate_figures(gate, recipe.data.format, n_eval, recipe.evaluate.generation_rows)
+
+
+def plan_recipe(recipe: Recipe) -> Plan:
+    """The full plan: data and tokens, steps, parameters, measured time and memory, the gate."""
+    data = load(recipe.data, recipe.train.seed)
+    tokenized = tokenize(data, recipe.base_model, recipe.tokenize, recipe.method)
+    lengths, n_eval = train_lengths(tokenized, recipe.method)
+    max_length = recipe.tokenize.max_length
+    plan = static_plan(
+        recipe.name,
+        recipe.method,
+        recipe.train,
+        lengths,
+        n_eval,
+        max_length,
+        gate_of(recipe, n_eval),
+    )
+    kind = "causal" if recipe.task == "causal-lm" else "classifier"
+    warmup, trainable, total = measure_warmup(
+        kind,
+        tokenized,
+        recipe.base_model,
+        recipe.method,
+        recipe.train,
+        max_length,
+        data.labels,
+        data.format,
+    )
+    plan.trainable_params, plan.total_params = trainable, total
+    plan = with_estimate(plan, warmup, recipe.method, device_name())
+    if not warmup:
+        plan.notes.append(
+            f"{recipe.method.name} fits in one pass, not by steps: time not estimated"
+        )
+    if recipe.train.distributed.processes > 1:
+        plan.notes.append(
+            f"measured in one process; the run trains on {recipe.train.distributed.processes}"
+        )
+    return plan
