@@ -60,8 +60,20 @@ def background(processes: int) -> Any:
             burner.wait()
 
 
+# How OpenMP threads wait: libgomp's own default (spin about 300,000 times, then sleep), spin
+# forever, never spin, spin briefly.
+POLICIES: dict[str, dict[str, str]] = {
+    "default": {},
+    "active": {"OMP_WAIT_POLICY": "ACTIVE"},
+    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "spin-10k": {"GOMP_SPINCOUNT": "10000"},
+    "spin-100k": {"GOMP_SPINCOUNT": "100000"},
+}
+
+
 def run(model: Path, steps: int, policy: str, threads: int) -> float:
-    env = {**os.environ, "OMP_WAIT_POLICY": policy, "OMP_NUM_THREADS": str(threads)}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update({**POLICIES[policy], "OMP_NUM_THREADS": str(threads)})
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(model), str(steps)],
         env=env,
@@ -76,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--background", default="0,4", help="busy loops beside, comma-separated")
+    parser.add_argument("--policies", default=",".join(POLICIES), help=f"of {list(POLICIES)}")
     options = parser.parse_args()
     from tasks.tiny import build_tiny_causal_lm, default_corpus
 
@@ -86,13 +99,11 @@ def main() -> None:
         for load in [int(x) for x in options.background.split(",")]:
             with background(load):
                 row = {"background": load}
-                for policy in ("ACTIVE", "PASSIVE"):
+                for policy in options.policies.split(","):
                     for threads in sorted({1, cores}):
-                        row[f"{policy.lower()}-{threads}"] = run(
-                            model, options.steps, policy, threads
-                        )
+                        row[f"{policy}-{threads}"] = run(model, options.steps, policy, threads)
             results.append(row)
-            spin = row[f"active-{cores}"]
+            spin = row[f"default-{cores}"]
             cells = ", ".join(
                 f"{k} {v:.0f} ms ({v / spin:.2f}x)" for k, v in row.items() if k != "background"
             )

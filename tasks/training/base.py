@@ -3,9 +3,12 @@ training settings block and the result a training task returns."""
 
 from __future__ import annotations
 
+import os
 import re
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -172,6 +175,42 @@ class TrainResult:
     @property
     def trainable_share(self) -> float:
         return self.trainable_params / self.total_params if self.total_params else 0.0
+
+
+def threads_for(cores: int, others_busy: float, current: int) -> int:
+    """Intra-op threads to train with: one per core that other work leaves free (at least one,
+    at most what PyTorch would use)."""
+    return max(1, min(current, round(cores - others_busy)))
+
+
+@contextmanager
+def threads_for_the_load() -> Iterator[int]:
+    """While it lasts, PyTorch trains with one thread per core the machine's other work leaves
+    free, measured over a quarter second at the start.
+
+    PyTorch's OpenMP threads spin while they wait for each other. When other jobs hold the cores,
+    a spinning thread takes the time slice its preempted partner needs, and a step takes several
+    times longer than with fewer threads (bench/threads.py: 0.54 s a step with 2 threads beside
+    4 busy loops on 2 cores, 0.19 s with 1). A user's `OMP_NUM_THREADS` stands."""
+    import psutil
+    import torch
+
+    current = torch.get_num_threads()
+    if os.environ.get("OMP_NUM_THREADS"):
+        yield current
+        return
+    me = psutil.Process()
+    psutil.cpu_percent(None)
+    me.cpu_percent(None)
+    time.sleep(0.25)
+    busy = psutil.cpu_percent(None) / 100 * (psutil.cpu_count() or 1)  # cores busy, all of them
+    others = max(0.0, busy - me.cpu_percent(None) / 100)
+    threads = threads_for(len(os.sched_getaffinity(0)), others, current)
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(current)
 
 
 class PeakMemory:

@@ -27,6 +27,7 @@ from tasks.training.base import (
     TrainSpec,
     is_main_process,
     loop_args,
+    threads_for_the_load,
 )
 from tasks.training.causal_config import CausalMethod, load_kwargs
 from tasks.training.classifier import FitStats, count_parameters, log_training, total_steps
@@ -372,7 +373,7 @@ def train_causal(
     if spec.gradient_checkpointing and method.weights == "lora":
         model.enable_input_require_grads()  # activations must carry grads into the adapter
     trainable, total = count_parameters(model)
-    with PeakMemory() as memory:
+    with threads_for_the_load(), PeakMemory() as memory:
         stats = fit(
             model, tokenizer, tokenized, method, spec, out_dir, max_length, base, checkpoint_dir
         )

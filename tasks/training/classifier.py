@@ -25,6 +25,7 @@ from tasks.training.base import (
     TrainSpec,
     is_main_process,
     loop_args,
+    threads_for_the_load,
 )
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -290,7 +291,7 @@ def train_classifier(
     steps = total_steps(int(tokenized.stats.get("count", 0)), spec)
     model = prepare_model(base, method, labels, spec.seed, steps, init)
     trainable, total = count_parameters(model)
-    with PeakMemory() as memory:
+    with threads_for_the_load(), PeakMemory() as memory:
         stats = fit_method(
             model, tokenizer, tokenized, method, spec, out_dir, max_length, checkpoint_dir
         )

@@ -1,0 +1,48 @@
+"""Training takes one PyTorch thread per core other work leaves free: spinning OpenMP threads
+beside busy cores make every step several times slower."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tasks.training.base import threads_for, threads_for_the_load
+
+
+def test_threads_for_the_cores_left_free() -> None:
+    assert threads_for(cores=2, others_busy=0.1, current=2) == 2
+    assert threads_for(cores=2, others_busy=0.9, current=2) == 1
+    assert threads_for(cores=2, others_busy=6.0, current=2) == 1  # never fewer than one
+    assert threads_for(cores=16, others_busy=4.2, current=16) == 12
+    assert threads_for(cores=16, others_busy=0.0, current=8) == 8  # never more than torch's
+
+
+def test_busy_cores_mean_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    before = torch.get_num_threads()
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores + 1)
+    ]
+    try:
+        time.sleep(1.0)  # every busy loop running
+        with threads_for_the_load() as threads:
+            assert threads == 1
+            assert torch.get_num_threads() == 1
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert torch.get_num_threads() == before
+
+
+def test_a_users_thread_count_stands(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    before = torch.get_num_threads()
+    with threads_for_the_load() as threads:
+        assert threads == before == torch.get_num_threads()
