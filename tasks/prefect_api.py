@@ -86,6 +86,26 @@ class _Starting:
 _starting: list[_Starting] = []  # this process's one temporary server start, if begun
 
 
+class _UnusedServerQuiet(logging.Filter):
+    """Prefect's "Starting/Stopping temporary server" lines, held back until a command uses the
+    server begun early: a command that ends first (a one-line error, an unchanged run) prints
+    nothing about a server it never needed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Starting temporary server"):
+            self.held.append(record)
+            return False
+        return not message.startswith("Stopping temporary server")
+
+
+_quiet = _UnusedServerQuiet()
+
+
 def start_in_background() -> None:
     """Begin starting the temporary server, when this process will need one, while the caller
     goes on (loading data, reading the registry, importing torch); `ensure_api` then waits for it.
@@ -108,6 +128,7 @@ def start_in_background() -> None:
             job.error = exc
 
     job = _Starting(threading.Thread(target=start, name="prefect-temporary-server", daemon=True))
+    logging.getLogger("prefect").addFilter(_quiet)
     _starting.append(job)
     job.thread.start()
 
@@ -165,6 +186,11 @@ def ensure_api() -> None:
         job = _starting[0]
         _import_while(job.thread)
         job.thread.join()
+        prefect_log = logging.getLogger("prefect")
+        if _quiet in prefect_log.filters:  # the server is used: its lines are shown from now on
+            prefect_log.removeFilter(_quiet)
+            for record in _quiet.held:
+                prefect_log.handle(record)
         if job.error is not None:
             raise job.error
         return
