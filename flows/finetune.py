@@ -244,15 +244,6 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
             checkpoints,
             parent,
         )
-        evaluated = evaluate_lm_model(
-            trained.path,
-            tokenized,
-            recipe.base_model,
-            recipe.evaluate,
-            recipe.train.seed,
-            out_dir,
-            run_id,
-        )
     else:
         trained = train_model(
             tokenized,
@@ -266,6 +257,18 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
             checkpoints,
             parent,
         )
+    record_plan_outcome(plan, trained, recipe.method, run_id)
+    if recipe.task == "causal-lm":
+        evaluated = evaluate_lm_model(
+            trained.path,
+            tokenized,
+            recipe.base_model,
+            recipe.evaluate,
+            recipe.train.seed,
+            out_dir,
+            run_id,
+        )
+    else:
         evaluated = evaluate_model(
             trained.path,
             data,
@@ -288,7 +291,6 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
         out_dir,
         run_id,
     )
-    record_plan_outcome(plan, trained, recipe.method, run_id)
     if not recipe.registry.enabled:
         tracking.end_tracking(run_id)
         return outcome(recipe, data, None, run_id, evaluated, trained, report.report_html, init)
