@@ -157,14 +157,14 @@ def _generation_figures(
     model: Any,
     tokenizer: Any,
     tokenized: TokenizedRef,
+    held: Any,
     max_length: int,
     spec: EvaluateSpec,
     seed: int,
     in_context: bool,
 ) -> Side:
-    """Generations scored against the references (and, for the base, the same base prompted
-    with training demonstrations)."""
-    held = _subset(load_split(tokenized, "eval"), spec.generation_rows)
+    """Generations from the `held` rows scored against their references (and, for the base,
+    the same base prompted with training demonstrations)."""
     prompts = list(held["prompt"])
     refs = [_plain(tokenizer, c) for c in held["completion"]]
     generated = generate(
@@ -259,6 +259,7 @@ def measure(
     model: Any,
     tokenizer: Any,
     tokenized: TokenizedRef,
+    held_all: Any,
     objective: str,
     method: dict[str, Any],
     max_length: int,
@@ -266,15 +267,14 @@ def measure(
     seed: int,
     is_base: bool,
 ) -> Side:
-    """Everything the objective measures on one model."""
-    held_all = load_split(tokenized, "eval")
+    """Everything the objective measures on one model, on the eval split `held_all`."""
     held = _subset(held_all, spec.generation_rows)
     if objective == "lm":
         pairs = lm_pairs(model, tokenizer, held_all, max_length, spec.batch_size)
         side = Side(loss_figures(pairs), loss_rows(pairs))
         if "completion" in held_all.column_names:
             text = _generation_figures(
-                model, tokenizer, tokenized, max_length, spec, seed, in_context=is_base
+                model, tokenizer, tokenized, held, max_length, spec, seed, in_context=is_base
             )
             side.metrics.update(text.metrics)
             side.rows = _merge(side.rows, text.rows)
@@ -293,6 +293,7 @@ def base_side(
     base: BaseModelSpec,
     tokenizer: Any,
     tokenized: TokenizedRef,
+    held_all: Any,
     objective: str,
     method: dict[str, Any],
     max_length: int,
@@ -305,7 +306,7 @@ def base_side(
     from tasks.training.causal import load_base, load_tokenizer
     from tasks.training.causal_config import CausalMethod
 
-    key = _base_key(base, tokenized, objective, max_length, spec, seed)
+    key = _base_key(base, tokenized, held_all, objective, max_length, spec, seed)
     kept = settings.cache_dir("base-eval") / f"{key}.json" if key else None
     if kept is not None and kept.is_file():
         with contextlib.suppress(OSError, ValueError, TypeError):
@@ -313,7 +314,9 @@ def base_side(
     weights = CausalMethod(name=method["name"], weights="full")  # the base, unquantized
     model = load_base(base, weights, load_tokenizer(base), seed)
     model.eval()
-    side = measure(model, tokenizer, tokenized, objective, method, max_length, spec, seed, True)
+    side = measure(
+        model, tokenizer, tokenized, held_all, objective, method, max_length, spec, seed, True
+    )
     if kept is not None:
         staging = kept.with_name(f".{kept.name}.{os.getpid()}")
         staging.write_text(json.dumps(asdict(side)))
@@ -324,6 +327,7 @@ def base_side(
 def _base_key(
     base: BaseModelSpec,
     tokenized: TokenizedRef,
+    held: Any,
     objective: str,
     max_length: int,
     spec: EvaluateSpec,
@@ -337,7 +341,6 @@ def _base_key(
     ref = models.reference(base)
     if objective == "rl" or (ref["kind"] == "hub" and not base.revision):
         return None
-    held = load_split(tokenized, "eval")
     digest = hashlib.sha256()
     for column in sorted(held.column_names):  # the eval rows as tokenized and rendered
         digest.update(column.encode())
@@ -374,11 +377,15 @@ def evaluate_causal(
     objective = manifest["objective"]
     max_length = int(manifest["max_length"])
     method = manifest["method"]
-    tuned = measure(model, tokenizer, tokenized, objective, method, max_length, spec, seed, False)
+    held_all = load_split(tokenized, "eval")
+    tuned = measure(
+        model, tokenizer, tokenized, held_all, objective, method, max_length, spec, seed, False
+    )
     reference = None
     if spec.compare_base:
-        reference = base_side(base, tokenizer, tokenized, objective, method, max_length, spec, seed)
-    held_all = load_split(tokenized, "eval")
+        reference = base_side(
+            base, tokenizer, tokenized, held_all, objective, method, max_length, spec, seed
+        )
     samples = _samples(held_all, spec, tokenizer, objective, tuned, reference)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = out_dir / "eval_samples.jsonl"

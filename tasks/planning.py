@@ -21,12 +21,10 @@ from tasks.promotion import LOWER_IS_BETTER, POINT_METRICS, GateSpec, fewest_row
 from tasks.tokenization import TokenizedRef
 from tasks.training import METHODS
 from tasks.training.base import TrainResult, TrainSpec
-from tasks.training.warmup import (
-    batches_per_epoch,
-    estimate_train_seconds,
-    optimizer_steps,
-    relative_error,
-)
+
+# tasks.training.warmup imports transformers (its step timer is a Trainer callback): imported
+# where it is used, so that importing the flow (every CLI command, the unchanged-run answer)
+# does not import torch.
 
 
 @dataclass
@@ -151,6 +149,8 @@ def static_plan(
 ) -> Plan:
     """The plan's parts known before a step is taken. `batches` (per epoch) is the training
     loader's own count where a trainer was built (packing, RL groups), else rows / batch."""
+    from tasks.training.warmup import batches_per_epoch, optimizer_steps
+
     rows = len(train_lengths)
     per_epoch = batches if batches else batches_per_epoch(rows, spec.batch_size)
     steps = optimizer_steps(
@@ -195,6 +195,8 @@ def scales_with_tokens(method: Any) -> bool:
 
 def with_estimate(plan: Plan, warmup: dict[str, float], method: Any, device: str) -> Plan:
     """The plan with its time and memory estimates from warm-up figures."""
+    from tasks.training.warmup import estimate_train_seconds, optimizer_steps
+
     if warmup.get("warmup_batches_per_epoch"):
         # the trainer's own count of batches (packing, RL groups) decides the step count
         plan.batches_per_epoch = int(warmup["warmup_batches_per_epoch"])
@@ -214,6 +216,8 @@ def with_estimate(plan: Plan, warmup: dict[str, float], method: Any, device: str
 
 def plan_vs_actual(plan: Plan, result: TrainResult, method: Any, device: str) -> dict[str, float]:
     """The estimate from the run's own first steps against what the run took (`plan.*`)."""
+    from tasks.training.warmup import relative_error
+
     warmup = {k: v for k, v in result.extra.items() if k.startswith("warmup_")}
     estimated = with_estimate(Plan(**asdict(plan)), warmup, method, device)
     figures: dict[str, float | None] = {
