@@ -56,6 +56,13 @@ def plan_recipe(recipe: Recipe) -> Plan:
         plan.notes.append(
             f"{recipe.method.name} fits in one pass, not by steps: time not estimated"
         )
+    if data.issues:  # left out above; the run's data contract judges them before any training
+        first = data.issues[0]
+        plan.notes.append(
+            f"{len(data.issues)} record(s) could not be read and are left out (first: "
+            f"{first.where}: {first.problem}); the run's data contract may stop on them: "
+            "check them with `tuneline validate RECIPE`"
+        )
     if recipe.train.distributed.processes > 1:
         plan.notes.append(
             f"measured in one process; the run trains on {recipe.train.distributed.processes}"

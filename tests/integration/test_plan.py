@@ -115,6 +115,17 @@ def test_plan_matches_the_run_and_the_run_records_estimate_against_actual(
     assert "| train time |" in artifacts["plan-vs-actual"]
 
 
+def test_plan_names_unreadable_records(tiny_recipe: Path, tuneline_home: Path) -> None:
+    train = tiny_recipe.parent / "data" / "train.jsonl"
+    lines = train.read_text().splitlines()
+    train.write_text("\n".join([*lines[:5], '{"text": "cut short", "label": ', *lines[5:]]) + "\n")
+    proc = tuneline("plan", str(tiny_recipe), *SHORT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "1 record(s) could not be read" in proc.stdout
+    assert "train.jsonl:6: malformed JSON" in proc.stdout
+    assert "tuneline validate" in proc.stdout
+
+
 def test_a_bad_recipe_gets_the_same_one_line_error_as_run(tiny_recipe: Path) -> None:
     text = tiny_recipe.read_text().replace("batch_size: 16", "batch_sise: 16")
     tiny_recipe.write_text(text)
