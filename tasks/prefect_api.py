@@ -12,11 +12,17 @@ line instead of a traceback from deep inside a flow run.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
-import threading
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tasks.errors import TunelineError, first_line
 
@@ -75,79 +81,107 @@ def check_api(url: str) -> None:
 
 
 @dataclass
-class _Starting:
-    """A temporary server being started in the background, and how that ended."""
+class _Server:
+    """The temporary server this process launched: its process, port and log."""
 
-    thread: threading.Thread
-    url: str | None = None
-    error: BaseException | None = field(default=None)
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    launched: float = field(default_factory=time.monotonic)
 
-
-_starting: list[_Starting] = []  # this process's one temporary server start, if begun
-
-
-class _UnusedServerQuiet(logging.Filter):
-    """Prefect's "Starting/Stopping temporary server" lines, held back until a command uses the
-    server begun early: a command that ends first (a one-line error, an unchanged run) prints
-    nothing about a server it never needed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.held: list[logging.LogRecord] = []
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if message.startswith("Starting temporary server"):
-            self.held.append(record)
-            return False
-        return not message.startswith("Stopping temporary server")
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
 
 
-_quiet = _UnusedServerQuiet()
+_launched: list[_Server] = []  # this process's temporary server, once launched
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _launch() -> _Server:
+    """Start the temporary server's process (Prefect's own app under uvicorn, as Prefect starts
+    it, with the same settings) without waiting for it. It runs in a session of its own, so a
+    terminal's Ctrl-C reaches tuneline alone: the run is marked crashed on a server that still
+    answers, then tuneline stops the server. Its output goes to a log file, shown when it fails
+    to start; it stops itself when tuneline's process is gone."""
+    from prefect.settings import get_current_settings
+
+    port = _free_port()
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - handed to the child, closed below
+        prefix="tuneline-prefect-server-", suffix=".log", delete=False
+    )
+    env = {
+        **os.environ,
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+        **get_current_settings().to_environment_variables(exclude_unset=True),
+    }
+    with handle:
+        process = subprocess.Popen(
+            # -P: tuneline's own module, never one in the working folder
+            [sys.executable, "-P", "-m", "tasks.prefect_api", str(port), handle.name],
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    return _Server(process, port, Path(handle.name))
 
 
 def start_in_background() -> None:
-    """Begin starting the temporary server, when this process will need one, while the caller
-    goes on (loading data, reading the registry, importing torch); `ensure_api` then waits for it.
-    The server's own start-up (seconds of imports in its process) runs beside that work instead
-    of after it. Nothing happens when a Prefect API is configured or a start is already under
-    way; a problem found here is raised by `ensure_api`, in its usual words."""
-    if _starting:
+    """Launch the temporary server now, when this process will need one, and go on (loading data,
+    reading the registry); `ensure_api` then waits for it. Its start-up (seconds of imports in
+    its own process) runs beside that work instead of after it. Nothing happens when a Prefect
+    API is configured or a server is already launched; a problem found here is raised by
+    `ensure_api`, in its usual words."""
+    if _launched:
         return
     try:
         if configured_api_url() or not _ephemeral_allowed():
             return
-        timeout = startup_timeout()
+        startup_timeout()
     except PrefectUnavailable:
         return  # ensure_api says it
-
-    def start() -> None:
-        try:
-            job.url = start_temporary_server(timeout)
-        except BaseException as exc:  # handed to ensure_api, raised there
-            job.error = exc
-
-    job = _Starting(threading.Thread(target=start, name="prefect-temporary-server", daemon=True))
-    logging.getLogger("prefect").addFilter(_quiet)
-    _starting.append(job)
-    job.thread.start()
+    _launched.append(_launch())
+    atexit.register(_stop_all)
 
 
 def stop_background_start() -> None:
-    """The command ended without needing the server begun by `start_in_background`: stop it."""
-    if not _starting:
-        return
-    from prefect.server.api.server import SubprocessASGIServer
+    """The command ended without needing the server launched by `start_in_background`: stop it."""
+    _stop_all()
 
-    process = SubprocessASGIServer().server_process
-    if process is not None and process.poll() is None:
+
+def _stop(server: _Server) -> None:
+    process = server.process
+    if process.poll() is None:
         process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    with contextlib.suppress(OSError):
+        server.log_path.unlink()
 
 
-# What a run imports later anyway (torch, transformers' tokenizer and model classes, peft, Great
-# Expectations: seconds each): imported while the server is still coming up, on the core its
-# start-up leaves free, instead of after it.
+def _stop_all() -> None:
+    while _launched:
+        _stop(_launched.pop())
+
+
+# What a run imports later anyway (Prefect's server module, which its clients import to find the
+# temporary server; torch, transformers' tokenizer and model classes, peft, Great Expectations:
+# seconds each): imported while the server is still coming up, on the core its start-up leaves
+# free, instead of after it.
 _LATER = (
+    ("prefect.server.api.server", None),
     ("torch", None),
     ("transformers", "AutoTokenizer"),
     ("transformers", "AutoModelForCausalLM"),
@@ -156,18 +190,61 @@ _LATER = (
 )
 
 
-def _import_while(thread: threading.Thread) -> None:
+def _healthy(server: _Server) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{server.api_url}/health", timeout=5.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait_for(server: _Server, timeout: int) -> _Server:
+    """Wait until `server` answers (importing what the run needs meanwhile); returns the server
+    that answered (a fresh one on another port if its port was taken first). Raises
+    `RuntimeError` with what went wrong when it does not answer within `timeout` seconds."""
     import importlib
 
-    for module, attribute in _LATER:
-        if not thread.is_alive():
-            return
-        try:
-            loaded = importlib.import_module(module)
-            if attribute:
-                getattr(loaded, attribute)
-        except Exception:  # noqa: BLE001 - only a head start; the real import reports problems
-            return
+    later = list(_LATER)
+    deadline = server.launched + timeout
+    while True:
+        code = server.process.poll()
+        if code == 3:  # uvicorn's start-up failure: the port was taken meanwhile; another one
+            _stop(server)
+            _launched.remove(server)
+            server = _launch()
+            _launched.append(server)
+            continue
+        if code is not None:
+            tail = server.log_path.read_text(errors="replace").strip().splitlines()[-3:]
+            raise RuntimeError(f"server exited with code {code}: {' | '.join(tail)[-300:]}")
+        if _healthy(server):
+            return server
+        if time.monotonic() >= deadline:
+            raise RuntimeError("Timed out while attempting to connect to the API server")
+        if later:
+            module, attribute = later.pop(0)
+            try:
+                loaded = importlib.import_module(module)
+                if attribute:
+                    getattr(loaded, attribute)
+            except Exception:  # noqa: BLE001 - only a head start; the real import reports problems
+                later.clear()
+        else:
+            time.sleep(0.1)
+
+
+def _adopt(server: _Server) -> None:
+    """Hand the started server to Prefect: its clients find the temporary server through
+    `SubprocessASGIServer()`, which, already running, is used as is and stopped by Prefect at
+    exit (its `stop` terminates the process; tuneline's own exit hook removes the log)."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    prefect_server = SubprocessASGIServer()
+    prefect_server.port = server.port
+    prefect_server.server_process = server.process
+    prefect_server.running = True
+    log.info("temporary Prefect server on %s", server.api_url)
 
 
 def _ephemeral_allowed() -> bool:
@@ -182,18 +259,6 @@ def ensure_api() -> None:
     if url:
         check_api(url)
         return
-    if _starting:
-        job = _starting[0]
-        _import_while(job.thread)
-        job.thread.join()
-        prefect_log = logging.getLogger("prefect")
-        if _quiet in prefect_log.filters:  # the server is used: its lines are shown from now on
-            prefect_log.removeFilter(_quiet)
-            for record in _quiet.held:
-                prefect_log.handle(record)
-        if job.error is not None:
-            raise job.error
-        return
     if not _ephemeral_allowed():
         raise PrefectUnavailable(
             "no Prefect API: PREFECT_API_URL is not set and the active Prefect profile does not "
@@ -203,32 +268,71 @@ def ensure_api() -> None:
 
 
 def start_temporary_server(timeout: int, attempts: int = 2) -> str:
-    """Start Prefect's temporary local server, waiting up to `timeout` seconds per attempt;
-    returns its API URL."""
+    """Start Prefect's temporary local server (or take the one `start_in_background` launched),
+    waiting up to `timeout` seconds per attempt; returns its API URL."""
     from prefect.server.api.server import SubprocessASGIServer
 
+    if SubprocessASGIServer().running:
+        return SubprocessASGIServer().api_url
+    if not _launched:
+        _launched.append(_launch())
+        atexit.register(_stop_all)
     failure = ""
     for attempt in range(1, attempts + 1):
-        server = SubprocessASGIServer()
-        started = time.monotonic()
+        server = _launched[-1]
         try:
-            server.start(timeout=timeout)
-        except Exception as exc:  # Prefect raises RuntimeError, or httpx errors from its probe
+            server = _wait_for(server, timeout)
+        except RuntimeError as exc:
             failure = first_line(exc)
-            server.stop()  # kill the half-started one; the next attempt gets a fresh server
             log.warning(
                 "temporary Prefect server did not start (attempt %d of %d, %.0f s): %s",
                 attempt,
                 attempts,
-                time.monotonic() - started,
+                time.monotonic() - server.launched,
                 failure[:200],
             )
+            _stop_all()  # kill the half-started one; the next attempt gets a fresh server
+            if attempt < attempts:
+                _launched.append(_launch())
             continue
+        _adopt(server)
         return server.api_url
-    # Prefect's own message is "Timed out ..." (plus the exit code when the server died)
     detail = "" if failure.rstrip(".").endswith("API server") else f" [{failure[:160]}]"
     raise PrefectUnavailable(
         f"the temporary Prefect API server did not start within {timeout} s ({attempts} "
         f"attempts; is the machine very busy?): set {STARTUP_TIMEOUT_ENV} higher, or start a "
         f"server (prefect server start) and set PREFECT_API_URL to it{detail}"
     )
+
+
+def _serve(port: int, log_path: str) -> None:
+    """The temporary server's process: Prefect's API app under uvicorn on loopback, as Prefect
+    runs it, stopping itself once the process that launched it is gone (killed, or its terminal
+    closed) so that no server is left behind."""
+    import signal
+    import threading
+
+    import uvicorn
+
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        with contextlib.suppress(OSError):
+            os.unlink(log_path)  # nobody is left to read it
+        os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's graceful shutdown
+
+    threading.Thread(target=watch_parent, name="watch-parent", daemon=True).start()
+    uvicorn.run(
+        "prefect.server.api.server:create_app",
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        log_level="error",
+        lifespan="on",
+    )
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]), sys.argv[2])

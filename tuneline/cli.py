@@ -116,9 +116,8 @@ INTERRUPT_GRACE_S = 5.0
 @contextlib.contextmanager
 def runs_end_on_interrupt() -> Iterator[None]:
     """Ctrl-C while a recipe runs ends its MLflow run KILLED (a failure: FAILED) and exits 1
-    within seconds. After Ctrl-C, Prefect reports the crash to its temporary API server, which
-    the same Ctrl-C stopped, and retries for minutes: a watchdog gives it `INTERRUPT_GRACE_S`,
-    then leaves. Checkpoints are complete or ignored, so the next run resumes from the last."""
+    within seconds. After Ctrl-C, Prefect reports the crash to its API server; when that does not
+    answer, Prefect retries for minutes: a watchdog gives it `INTERRUPT_GRACE_S`, then leaves. Checkpoints are complete or ignored, so the next run resumes from the last."""
     import signal
     import threading
 
@@ -144,10 +143,9 @@ def runs_end_on_interrupt() -> Iterator[None]:
     def leave() -> None:
         end_runs()
         with contextlib.suppress(Exception):
-            from prefect.server.api.server import SubprocessASGIServer
+            from tasks.prefect_api import stop_background_start
 
-            for server in list(SubprocessASGIServer._instances.values()):
-                server.stop()
+            stop_background_start()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(1)

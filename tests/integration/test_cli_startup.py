@@ -132,3 +132,45 @@ def test_validate_works_while_every_core_is_busy(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-4000:]
     assert "data contract 'classification': passed" in result.stdout, result.stdout[-3000:]
     print(f"validate with every core busy: {took:.0f} s")
+
+
+def test_temporary_server_does_not_outlive_a_killed_command(
+    keyword_recipe: Path, tmp_path: Path
+) -> None:
+    """The temporary server runs in a session of its own (a terminal's Ctrl-C reaches tuneline
+    alone); when tuneline is killed outright it stops by itself and removes its log."""
+    import psutil
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["TMPDIR"] = str(scratch)
+    output = tmp_path / "run.log"
+    with output.open("wb") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tuneline", "run", str(keyword_recipe)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and "Beginning flow run" not in output.read_text():
+            assert proc.poll() is None, output.read_text()[-3000:]
+            time.sleep(0.2)
+        logs = list(scratch.glob("tuneline-prefect-server-*.log"))
+        assert len(logs) == 1, output.read_text()[-3000:]
+        servers = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if str(logs[0]) in " ".join(p.info["cmdline"] or [])
+        ]
+        assert len(servers) == 1
+        assert servers[0].ppid() == proc.pid
+        assert os.getsid(servers[0].pid) != os.getsid(proc.pid)  # Ctrl-C does not reach it
+    finally:
+        proc.kill()
+        proc.wait()
+    gone, alive = psutil.wait_procs(servers, timeout=30)
+    assert not alive, "the temporary server outlived the killed command"
+    assert not logs[0].exists()
