@@ -5,8 +5,8 @@
 - sft: exact match and ROUGE-L of greedy generations against the references, for the fine-tuned
   model, the base, and the base prompted with k training examples (in-context learning, the
   cheaper alternative fine-tuning has to beat), plus a table of sample generations;
-- dpo and reward: preference accuracy (chosen scored above rejected) and mean margin; a DPO
-  policy scores an answer by its log-probability given the prompt, a reward model by its score;
+- dpo, kto and reward: preference accuracy (chosen scored above rejected) and mean margin; a
+  preference-tuned policy scores an answer by its log-probability given the prompt, a reward model by its score;
 - rlhf: mean reward of the policy's greedy answers under the recipe's reward model.
 
 Beside the figures, every eval row's own values for both models (`eval_rows.jsonl`: its token

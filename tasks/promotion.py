@@ -33,7 +33,7 @@ class GateSpec(BaseModel):
         default=None,
         description="Metric the gate compares (eval split). Default by method: accuracy "
         "(classification), perplexity (pretrain, sft; lower is better), preference_accuracy "
-        "(dpo, reward), mean_reward (rlhf).",
+        "(dpo, kto, reward), mean_reward (rlhf).",
     )
     min: float | None = Field(
         default=None,

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 INIT_FROM = re.compile(r"base|champion|models:/[A-Za-z0-9][A-Za-z0-9._-]{0,99}/[1-9][0-9]*")
 ArtifactKind = Literal["adapter", "weights", "probe"]
 # What the trained model does: classify (encoders), or for causal LMs model language (pretrain,
-# sft), prefer (dpo), score (reward) or act against a reward (rlhf).
+# sft), prefer (dpo, kto), score (reward) or act against a reward (rlhf).
 Objective = Literal["classify", "lm", "preference", "score", "rl"]
 
 
@@ -43,7 +43,8 @@ class MethodSpec:
     """One registry entry: the config model, the builder and the form the result registers in.
 
     `callbacks` returns Trainer callbacks a method needs (AdaLoRA's rank allocation); `fit`
-    replaces the gradient loop for methods that train otherwise (the logistic-regression probe).
+    replaces the gradient loop for methods that train otherwise (the logistic-regression probe);
+    `trainer` builds a causal-LM method's trl trainer (the shared loop in `causal` calls it).
     """
 
     config: type[MethodConfig]
@@ -55,6 +56,11 @@ class MethodSpec:
     default_metric: str = "accuracy"  # the gate's metric when the recipe names none
     callbacks: Callable[[Any], list[Any]] | None = None
     fit: Callable[..., Any] | None = None
+    # causal-LM methods: the trl trainer the method trains with, from `causal_config.TrainerInputs`
+    trainer: Callable[[Any], Any] | None = None
+    # whether a run may start from a version trained with this method (`train.init_from`): its
+    # artifact holds all it learnt, and training it further means the same thing
+    continuable: bool = False
     # The learning rate `tuneline compare` uses when the recipe names another method: adapters
     # and heads want ~1e-3, whole-network updates ~5e-5.
     default_learning_rate: float = 1e-3

@@ -1,7 +1,7 @@
-"""The causal-LM training loop shared by pretrain, sft, dpo, reward and rlhf: load the base (4-bit
-when asked and able), apply the method's weights choice, run the trl trainer the objective
-names, and save the artifact (an adapter linked to its base, or full weights). Checkpoints and
-resume work as for the encoders (`tasks.training.checkpoints`)."""
+"""The causal-LM training loop every causal method shares: load the base (4-bit when asked and
+able), apply the method's weights choice, run the trl trainer its module builds (`SPEC.trainer`),
+and save the artifact (an adapter linked to its base, or full weights). Checkpoints and resume
+work as for the encoders (`tasks.training.checkpoints`)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from tasks.training.base import (
     loop_args,
     threads_for_the_load,
 )
-from tasks.training.causal_config import CausalMethod, load_kwargs
+from tasks.training.causal_config import CausalMethod, TrainerInputs, load_kwargs
 from tasks.training.classifier import FitStats, count_parameters, log_training, total_steps
 
 log = logging.getLogger(__name__)
@@ -103,14 +103,6 @@ def prepare_model(
     return METHODS[method.name].build(load_base(base, method, tokenizer, seed), method, ctx)
 
 
-def use_packing(model: Any, choice: bool | None) -> bool:
-    """The recipe's packing choice; by default on only with a varlen (flash) attention kernel."""
-    if choice is not None:
-        return choice
-    implementation = str(getattr(model.config, "_attn_implementation", "") or "")
-    return "flash" in implementation
-
-
 # Devices where a batch's shapes may change from step to step at no cost (nothing is compiled per
 # shape, unlike XLA devices).
 _EAGER_DEVICES = ("cpu", "cuda", "xpu", "mps")
@@ -148,11 +140,6 @@ def _eval_rows(tokenized: TokenizedRef, spec: TrainSpec, total: int) -> Any:
     return held.select(range(min(len(held), spec.eval_loss_rows))) if len(held) else None
 
 
-def _lm_columns(split: Any) -> Any:
-    keep = [c for c in ("input_ids", "completion_mask") if c in split.column_names]
-    return split.select_columns(keep)
-
-
 def make_trainer(
     model: Any,
     tokenizer: Any,
@@ -165,110 +152,25 @@ def make_trainer(
     callbacks: list[Any],
     base: BaseModelSpec,
 ) -> Any:
-    """The trl trainer for the method's objective, configured from the recipe."""
+    """The trl trainer the method builds (its module's `trainer`), configured from the recipe."""
+    entry = METHODS[method.name]
+    assert entry.trainer is not None, f"{method.name} is not a causal-LM method"
     train = load_split(tokenized, "train")
     total = total_steps(len(train), spec)
-    held = _eval_rows(tokenized, spec, total)
-    objective = METHODS[method.name].objective
-    shared = loop_args(spec, output_dir, saving, total, held is not None and objective != "rl")
-    if objective == "lm":
-        from trl import SFTConfig, SFTTrainer
-
-        packing = use_packing(model, method.packing)
-        if not packing and spec.group_by_length:
-            shared["train_sampling_strategy"] = "group_by_length"
-        args: Any = SFTConfig(
-            **shared,
-            max_length=max_length,
-            packing=packing,
-            # a corpus document longer than a sequence continues in the next; a demonstration
-            # is truncated rather than split from its prompt
-            packing_strategy="bfd_split" if method.name == "pretrain" else "bfd",
-            completion_only_loss=bool(getattr(method, "completion_only_loss", False)),
-        )
-        return SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=_lm_columns(train),
-            eval_dataset=_lm_columns(held) if held is not None else None,
-            processing_class=tokenizer,
-            callbacks=callbacks,
-        )
-    pairs = ["prompt", "chosen", "rejected"]
-    if objective == "preference":
-        from trl import DPOConfig, DPOTrainer
-
-        args = DPOConfig(
-            **shared, max_length=max_length, beta=method.beta, loss_type=[method.loss_type]
-        )
-        reference = None
-        if method.weights == "full":  # a frozen copy of the base; an adapter just switches off
-            reference = load_base(base, method, tokenizer, spec.seed)
-        return DPOTrainer(
-            model=model,
-            ref_model=reference,
-            args=args,
-            train_dataset=train.select_columns(pairs),
-            eval_dataset=held.select_columns(pairs) if held is not None else None,
-            processing_class=tokenizer,
-            callbacks=callbacks,
-        )
-    if objective == "score":
-        from trl import RewardConfig, RewardTrainer
-
-        args = RewardConfig(
-            **shared,
-            max_length=max_length,
-            center_rewards_coefficient=method.center_rewards_coefficient,
-        )
-        return RewardTrainer(
-            model=model,
-            args=args,
-            train_dataset=train.select_columns(pairs),
-            eval_dataset=held.select_columns(pairs) if held is not None else None,
-            processing_class=tokenizer,
-            callbacks=callbacks,
-        )
-    return _rl_trainer(model, tokenizer, method, spec, train, shared, callbacks)
-
-
-def _rl_trainer(
-    model: Any,
-    tokenizer: Any,
-    method: Any,
-    spec: TrainSpec,
-    train: Any,
-    shared: dict[str, Any],
-    callbacks: list[Any],
-) -> Any:
-    from tasks.reward_models import load_reward_model
-
-    scorer, scorer_tokenizer = load_reward_model(method.reward_model)
-    groups = max(1, spec.batch_size // method.num_generations)
-    settings = {
-        **shared,
-        # every batch holds whole groups of completions of the same prompts
-        "per_device_train_batch_size": groups * method.num_generations,
-        "num_generations": method.num_generations,
-        "max_completion_length": method.max_completion_length,
-        "beta": method.beta,
-        "temperature": method.temperature,
-    }
-    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
-
-    pair: tuple[Any, Any] = (GRPOConfig, GRPOTrainer)
-    if method.algorithm == "rloo":
-        pair = (RLOOConfig, RLOOTrainer)
-    Config, Trainer = pair
-    return Trainer(
+    held = _eval_rows(tokenized, spec, total) if entry.objective != "rl" else None
+    inputs = TrainerInputs(
         model=model,
-        reward_funcs=[scorer],
-        args=Config(**settings),
-        train_dataset=train.select_columns(["prompt"]),
-        processing_class=tokenizer,
-        reward_processing_classes=[scorer_tokenizer],
+        tokenizer=tokenizer,
+        method=method,
+        spec=spec,
+        train=train,
+        held=held,
+        shared=loop_args(spec, output_dir, saving, total, held is not None),
+        max_length=max_length,
         callbacks=callbacks,
+        load_reference=lambda: load_base(base, method, tokenizer, spec.seed),
     )
+    return entry.trainer(inputs)
 
 
 def fit(

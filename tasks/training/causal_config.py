@@ -4,17 +4,19 @@ on a GPU with bitsandbytes), and the builder that applies that choice to a loade
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field
 
-from tasks.training.base import BuildContext, MethodConfig
+from tasks.training.base import BuildContext, MethodConfig, TrainSpec
 
 log = logging.getLogger(__name__)
 
 
 class CausalMethod(MethodConfig):
-    """Weights settings shared by pretrain, sft, dpo, reward and rlhf."""
+    """Weights settings every causal-LM method shares."""
 
     weights: Literal["lora", "full"] = Field(
         default="lora", description="Train a LoRA adapter (registered alone) or every weight."
@@ -88,3 +90,34 @@ def build_lm(model: Any, config: CausalMethod, ctx: BuildContext) -> Any:
 
 def build_scorer(model: Any, config: CausalMethod, ctx: BuildContext) -> Any:
     return apply_weights(model, config, "SEQ_CLS")
+
+
+@dataclass
+class TrainerInputs:
+    """What a causal method's trainer builder gets from the shared loop: the model to train, the
+    tokenized splits (`held` is the few eval rows of the loss curve, or None), the
+    `TrainingArguments` every method shares, and a way to load a frozen reference copy of the
+    base (for methods that compare against one when the whole network trains)."""
+
+    model: Any
+    tokenizer: Any
+    method: Any  # the method's own config (the builder's module narrows it)
+    spec: TrainSpec
+    train: Any
+    held: Any
+    shared: dict[str, Any]
+    max_length: int
+    callbacks: list[Any]
+    load_reference: Callable[[], Any]
+
+    def text_pairs(self, columns: tuple[str, ...] = ("prompt", "chosen", "rejected")) -> tuple:
+        """The train and held-out splits reduced to `columns`."""
+        keep = list(columns)
+        held = self.held.select_columns(keep) if self.held is not None else None
+        return self.train.select_columns(keep), held
+
+
+def reference_for(inputs: TrainerInputs) -> Any:
+    """The frozen reference a preference method compares against: None for a LoRA adapter (the
+    base with the adapter switched off), a frozen copy of the base for full weights."""
+    return inputs.load_reference() if inputs.method.weights == "full" else None

@@ -4,12 +4,12 @@ reference model is the base with the adapter switched off; with full weights, a 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from tasks.training.base import MethodSpec
-from tasks.training.causal_config import CausalMethod, build_lm
+from tasks.training.causal_config import CausalMethod, TrainerInputs, build_lm, reference_for
 
 
 class DpoMethod(CausalMethod):
@@ -24,9 +24,32 @@ class DpoMethod(CausalMethod):
     )
 
 
+def trainer(inputs: TrainerInputs) -> Any:
+    from trl import DPOConfig, DPOTrainer
+
+    method: DpoMethod = inputs.method
+    train, held = inputs.text_pairs()
+    args = DPOConfig(
+        **inputs.shared,
+        max_length=inputs.max_length,
+        beta=method.beta,
+        loss_type=[method.loss_type],
+    )
+    return DPOTrainer(
+        model=inputs.model,
+        ref_model=reference_for(inputs),
+        args=args,
+        train_dataset=train,
+        eval_dataset=held,
+        processing_class=inputs.tokenizer,
+        callbacks=inputs.callbacks,
+    )
+
+
 SPEC = MethodSpec(
     config=DpoMethod,
     build=build_lm,
+    trainer=trainer,
     artifact="adapter",
     tasks=("causal-lm",),
     formats=("preference",),

@@ -19,4 +19,6 @@ def build(model: Any, config: FullMethod, ctx: BuildContext) -> Any:
     return model
 
 
-SPEC = MethodSpec(config=FullMethod, build=build, artifact="weights", default_learning_rate=5e-5)
+SPEC = MethodSpec(
+    config=FullMethod, build=build, artifact="weights", default_learning_rate=5e-5, continuable=True
+)

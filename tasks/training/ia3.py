@@ -33,4 +33,6 @@ def build(model: Any, config: IA3Method, ctx: BuildContext) -> Any:
     return get_peft_model(model, peft_config)
 
 
-SPEC = MethodSpec(config=IA3Method, build=build, artifact="adapter", default_learning_rate=5e-3)
+SPEC = MethodSpec(
+    config=IA3Method, build=build, artifact="adapter", default_learning_rate=5e-3, continuable=True
+)

@@ -43,5 +43,9 @@ def build(model: Any, config: LastLayersMethod, ctx: BuildContext) -> Any:
 
 
 SPEC = MethodSpec(
-    config=LastLayersMethod, build=build, artifact="weights", default_learning_rate=2e-4
+    config=LastLayersMethod,
+    build=build,
+    artifact="weights",
+    default_learning_rate=2e-4,
+    continuable=True,
 )

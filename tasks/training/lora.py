@@ -36,4 +36,4 @@ def build(model: Any, config: LoraMethod, ctx: BuildContext) -> Any:
     return get_peft_model(model, peft_config)
 
 
-SPEC = MethodSpec(config=LoraMethod, build=build, artifact="adapter")
+SPEC = MethodSpec(config=LoraMethod, build=build, artifact="adapter", continuable=True)

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from tasks.training.base import MethodSpec
 from tasks.training.causal_config import CausalMethod, build_lm
+from tasks.training.sft import lm_trainer
 
 
 class PretrainMethod(CausalMethod):
@@ -27,10 +28,12 @@ class PretrainMethod(CausalMethod):
 SPEC = MethodSpec(
     config=PretrainMethod,
     build=build_lm,
+    trainer=lm_trainer,
     artifact="adapter",
     tasks=("causal-lm",),
     formats=("text",),
     objective="lm",
     default_metric="perplexity",
     default_learning_rate=2e-4,
+    continuable=True,
 )

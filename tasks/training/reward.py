@@ -3,12 +3,12 @@ so a chosen answer scores above the rejected one (Bradley-Terry loss)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from tasks.training.base import MethodSpec
-from tasks.training.causal_config import CausalMethod, build_scorer
+from tasks.training.causal_config import CausalMethod, TrainerInputs, build_scorer
 
 
 class RewardMethod(CausalMethod):
@@ -20,9 +20,30 @@ class RewardMethod(CausalMethod):
     )
 
 
+def trainer(inputs: TrainerInputs) -> Any:
+    from trl import RewardConfig, RewardTrainer
+
+    method: RewardMethod = inputs.method
+    train, held = inputs.text_pairs()
+    args = RewardConfig(
+        **inputs.shared,
+        max_length=inputs.max_length,
+        center_rewards_coefficient=method.center_rewards_coefficient,
+    )
+    return RewardTrainer(
+        model=inputs.model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=held,
+        processing_class=inputs.tokenizer,
+        callbacks=inputs.callbacks,
+    )
+
+
 SPEC = MethodSpec(
     config=RewardMethod,
     build=build_scorer,
+    trainer=trainer,
     artifact="adapter",
     tasks=("causal-lm",),
     formats=("preference",),

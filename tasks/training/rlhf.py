@@ -4,12 +4,12 @@ policy moves towards the better ones."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from tasks.training.base import MethodSpec
-from tasks.training.causal_config import CausalMethod, build_lm
+from tasks.training.causal_config import CausalMethod, TrainerInputs, build_lm
 
 
 class RlhfMethod(CausalMethod):
@@ -33,9 +33,43 @@ class RlhfMethod(CausalMethod):
     temperature: float = Field(default=1.0, gt=0, description="Sampling temperature.")
 
 
+def trainer(inputs: TrainerInputs) -> Any:
+    """GRPO or RLOO on the prompts, rewarded by the recipe's reward model."""
+    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+
+    from tasks.reward_models import load_reward_model
+
+    method: RlhfMethod = inputs.method
+    scorer, scorer_tokenizer = load_reward_model(method.reward_model)
+    groups = max(1, inputs.spec.batch_size // method.num_generations)
+    settings = {
+        **inputs.shared,
+        # every batch holds whole groups of completions of the same prompts
+        "per_device_train_batch_size": groups * method.num_generations,
+        "num_generations": method.num_generations,
+        "max_completion_length": method.max_completion_length,
+        "beta": method.beta,
+        "temperature": method.temperature,
+    }
+    pair: tuple[Any, Any] = (GRPOConfig, GRPOTrainer)
+    if method.algorithm == "rloo":
+        pair = (RLOOConfig, RLOOTrainer)
+    config, trainer_class = pair
+    return trainer_class(
+        model=inputs.model,
+        reward_funcs=[scorer],
+        args=config(**settings),
+        train_dataset=inputs.train.select_columns(["prompt"]),
+        processing_class=inputs.tokenizer,
+        reward_processing_classes=[scorer_tokenizer],
+        callbacks=inputs.callbacks,
+    )
+
+
 SPEC = MethodSpec(
     config=RlhfMethod,
     build=build_lm,
+    trainer=trainer,
     artifact="adapter",
     tasks=("causal-lm",),
     formats=("prompt-completion", "alpaca", "chat", "preference"),

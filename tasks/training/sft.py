@@ -5,12 +5,12 @@ example attending only to itself) by default."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from tasks.training.base import MethodSpec
-from tasks.training.causal_config import CausalMethod, build_lm
+from tasks.training.causal_config import CausalMethod, TrainerInputs, build_lm
 
 ALPACA_TEMPLATE = (
     "Below is an instruction that describes a task{input_clause}. Write a response that "
@@ -41,13 +41,57 @@ class SftMethod(CausalMethod):
     )
 
 
+def use_packing(model: Any, choice: bool | None) -> bool:
+    """The recipe's packing choice; by default on only with a varlen (flash) attention kernel."""
+    if choice is not None:
+        return choice
+    implementation = str(getattr(model.config, "_attn_implementation", "") or "")
+    return "flash" in implementation
+
+
+def _lm_columns(split: Any) -> Any:
+    keep = [c for c in ("input_ids", "completion_mask") if c in split.column_names]
+    return split.select_columns(keep)
+
+
+def lm_trainer(inputs: TrainerInputs) -> Any:
+    """trl's `SFTTrainer` on token ids: demonstrations (loss on the completion by default) or, for
+    continued pretraining, a corpus."""
+    from trl import SFTConfig, SFTTrainer
+
+    method = inputs.method
+    shared = dict(inputs.shared)
+    packing = use_packing(inputs.model, method.packing)
+    if not packing and inputs.spec.group_by_length:
+        shared["train_sampling_strategy"] = "group_by_length"
+    args = SFTConfig(
+        **shared,
+        max_length=inputs.max_length,
+        packing=packing,
+        # a corpus document longer than a sequence continues in the next; a demonstration is
+        # truncated rather than split from its prompt
+        packing_strategy="bfd_split" if method.name == "pretrain" else "bfd",
+        completion_only_loss=bool(getattr(method, "completion_only_loss", False)),
+    )
+    return SFTTrainer(
+        model=inputs.model,
+        args=args,
+        train_dataset=_lm_columns(inputs.train),
+        eval_dataset=_lm_columns(inputs.held) if inputs.held is not None else None,
+        processing_class=inputs.tokenizer,
+        callbacks=inputs.callbacks,
+    )
+
+
 SPEC = MethodSpec(
     config=SftMethod,
     build=build_lm,
+    trainer=lm_trainer,
     artifact="adapter",
     tasks=("causal-lm",),
     formats=("prompt-completion", "alpaca", "chat"),
     objective="lm",
     default_metric="perplexity",
     default_learning_rate=2e-4,
+    continuable=True,
 )

@@ -11,25 +11,31 @@ from typing import Any
 from tasks.artifacts import read_manifest
 from tasks.errors import ModelError
 from tasks.models import BaseModelSpec
+from tasks.training import METHODS
 from tasks.training.base import BuildContext
 
-# Methods a run can continue from a version trained with the same method: the gradient-trained
-# encoder methods whose artifact holds all they learnt, and the language-modelling causal methods.
-# Not the probe (its logistic regression is fitted afresh), AdaLoRA (its rank budget schedule
-# starts over from the initial rank), prefix and prompt tuning (untested here), nor dpo, reward
-# and rlhf (their reference model and reward head are the base's).
-CONTINUABLE = ("full", "last_layers", "lora", "ia3", "pretrain", "sft")
+
+# Methods a run can continue from a version trained with the same method (`continuable` in each
+# method's SPEC): the gradient-trained encoder methods whose artifact holds all they learnt, and
+# the language-modelling causal methods. Not the probe (its logistic regression is fitted
+# afresh), AdaLoRA (its rank budget schedule starts over from the initial rank), prefix and prompt
+# tuning (untested here), nor the preference and reward methods (their reference model and reward
+# head are the base's).
+def continuable() -> tuple[str, ...]:
+    return tuple(name for name, spec in METHODS.items() if spec.continuable)
+
+
 # Method settings that fix the shape of what was trained: a continued run must keep them.
 SHAPE_FIELDS = ("weights", "r", "target_modules")
 
 
 def check_continuable(method: str, init_from: str) -> str | None:
     """Why a recipe with this method cannot start from a registered version, or None."""
-    if init_from == "base" or method in CONTINUABLE:
+    if init_from == "base" or method in continuable():
         return None
     return (
         f"train.init_from: {init_from}: method '{method}' cannot continue a registered version "
-        f"(methods that can: {', '.join(CONTINUABLE)}); set train.init_from: base"
+        f"(methods that can: {', '.join(continuable())}); set train.init_from: base"
     )
 
 

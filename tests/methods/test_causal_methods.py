@@ -34,6 +34,7 @@ CASES: dict[str, tuple[str, str, dict]] = {
     "pretrain": ("corpus", "text", {"weights": "full"}),
     "sft": ("alpaca", "alpaca", {"r": 4, "lora_alpha": 8}),
     "dpo": ("hh", "preference", {"r": 4, "lora_alpha": 8}),
+    "kto": ("preference", "preference", {"r": 4, "lora_alpha": 8}),
     "reward": ("preference", "preference", {"weights": "full"}),
     "rlhf": ("prompt_completion", "prompt-completion", {"num_generations": 2}),
 }
