@@ -15,12 +15,10 @@ from flows.recipe import Recipe
 from tasks import settings, tracking
 from tasks.data import load_data
 from tasks.errors import ContractFailed, RecipeError
-from tasks.evaluation import evaluate_model
-from tasks.lm_evaluation import evaluate_lm_model
+from tasks.evaluation_stage import evaluate_model
 from tasks.tokenization import tokenize_dataset
 from tasks.training import METHODS, MethodConfig
-from tasks.training.causal import train_causal_model
-from tasks.training.classifier import train_model
+from tasks.training.stage import train_model
 from tasks.validation import validate_data
 
 
@@ -161,45 +159,27 @@ def compare(recipe: Recipe, methods: list[str]) -> Comparison:
         if causal:
             # rendering depends on the method (cached per rendering, so shared ones tokenize once)
             tokenized = tokenize_dataset(data, recipe.base_model, recipe.tokenize, None, method)
-            trained = train_causal_model(
-                tokenized,
-                recipe.base_model,
-                method,
-                train_spec,
-                data.format,
-                recipe.tokenize.max_length,
-                str(out_dir / name),
-                child,
-            )
-            evaluated = evaluate_lm_model(
-                trained.path,
-                tokenized,
-                recipe.base_model,
-                evaluate,
-                recipe.train.seed,
-                str(out_dir / name),
-                child,
-            )
-        else:
-            trained = train_model(
-                tokenized,
-                recipe.base_model,
-                method,
-                train_spec,
-                data.labels,
-                recipe.tokenize.max_length,
-                str(out_dir / name),
-                child,
-            )
-            evaluated = evaluate_model(
-                trained.path,
-                data,
-                recipe.base_model,
-                evaluate,
-                recipe.train.seed,
-                str(out_dir / name),
-                child,
-            )
+        trained = train_model(
+            tokenized,
+            recipe.base_model,
+            method,
+            train_spec,
+            recipe.tokenize.max_length,
+            str(out_dir / name),
+            child,
+            labels=data.labels,
+            data_format=data.format,
+        )
+        evaluated = evaluate_model(
+            trained.path,
+            data,
+            tokenized,
+            recipe.base_model,
+            evaluate,
+            recipe.train.seed,
+            str(out_dir / name),
+            child,
+        )
         base_metrics = base_metrics or evaluated.base_metrics
         tracking.end_tracking(child)
         rows.append(

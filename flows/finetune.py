@@ -25,8 +25,8 @@ from tasks.continual import (
 )
 from tasks.data import DataRef, load_data
 from tasks.errors import EXIT_GATE, EXIT_OK, ContractFailed
-from tasks.evaluation import EvalResult, evaluate_model
-from tasks.lm_evaluation import evaluate_lm_model
+from tasks.evaluation import EvalResult
+from tasks.evaluation_stage import evaluate_model
 from tasks.models import reference
 from tasks.planning import plan_training, record_plan_outcome
 from tasks.registry import (
@@ -41,8 +41,7 @@ from tasks.registry import (
 )
 from tasks.tokenization import tokenize_dataset
 from tasks.training.base import TrainResult
-from tasks.training.causal import train_causal_model
-from tasks.training.classifier import train_model
+from tasks.training.stage import train_model
 from tasks.validation import validate_data
 
 
@@ -231,53 +230,30 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
         run_id,
     )
     checkpoints = str(settings.checkpoint_dir(recipe.name, candidate))
-    if recipe.task == "causal-lm":
-        trained = train_causal_model(
-            tokenized,
-            recipe.base_model,
-            recipe.method,
-            recipe.train,
-            data.format,
-            recipe.tokenize.max_length,
-            out_dir,
-            run_id,
-            checkpoints,
-            parent,
-        )
-    else:
-        trained = train_model(
-            tokenized,
-            recipe.base_model,
-            recipe.method,
-            recipe.train,
-            data.labels,
-            recipe.tokenize.max_length,
-            out_dir,
-            run_id,
-            checkpoints,
-            parent,
-        )
+    trained = train_model(
+        tokenized,
+        recipe.base_model,
+        recipe.method,
+        recipe.train,
+        recipe.tokenize.max_length,
+        out_dir,
+        run_id,
+        checkpoints,
+        parent,
+        labels=data.labels,
+        data_format=data.format,
+    )
     record_plan_outcome(plan, trained, recipe.method, run_id)
-    if recipe.task == "causal-lm":
-        evaluated = evaluate_lm_model(
-            trained.path,
-            tokenized,
-            recipe.base_model,
-            recipe.evaluate,
-            recipe.train.seed,
-            out_dir,
-            run_id,
-        )
-    else:
-        evaluated = evaluate_model(
-            trained.path,
-            data,
-            recipe.base_model,
-            recipe.evaluate,
-            recipe.train.seed,
-            out_dir,
-            run_id,
-        )
+    evaluated = evaluate_model(
+        trained.path,
+        data,
+        tokenized,
+        recipe.base_model,
+        recipe.evaluate,
+        recipe.train.seed,
+        out_dir,
+        run_id,
+    )
     evaluated = evaluate_previous(
         evaluated,
         trained.path,

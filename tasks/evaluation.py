@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -207,18 +206,8 @@ def samples_markdown(samples: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-@task(name="evaluate_model")
-def evaluate_model(
-    artifact: str,
-    data: DataRef,
-    base: BaseModelSpec,
-    spec: EvaluateSpec,
-    seed: int,
-    out_dir: str,
-    run_id: str | None,
-) -> EvalResult:
-    """Evaluate the trained model and the base on the held-out split; log both to MLflow."""
-    result = evaluate_classifier(artifact, data, base, spec, seed, Path(out_dir))
+def report_classifier(result: EvalResult, out_dir: Path, run_id: str | None) -> None:
+    """Log a classifier's evaluation to MLflow and the before/after table to Prefect."""
     if run_id:
         tracking.log_metrics(run_id, {f"eval_{k}": v for k, v in result.metrics.items()})
         tracking.log_metrics(run_id, {f"base_{k}": v for k, v in result.base_metrics.items()})
@@ -226,9 +215,8 @@ def evaluate_model(
         tracking.log_text(run_id, before_after_markdown(result), "eval/before_after.md")
         from tasks import plots
 
-        picture = plots.confusion(result.confusion, result.labels, Path(out_dir) / "confusion.png")
+        picture = plots.confusion(result.confusion, result.labels, out_dir / "confusion.png")
         tracking.log_file(run_id, picture, "plots")
     create_markdown_artifact(
         key="before-after", markdown=before_after_markdown(result), description="Base vs fine-tuned"
     )
-    return result

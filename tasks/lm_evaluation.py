@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from tasks import artifacts, models, settings, tracking
@@ -455,18 +454,9 @@ def write_rows(
             handle.write(json.dumps(record) + "\n")
 
 
-@task(name="evaluate_lm_model")
-def evaluate_lm_model(
-    artifact: str,
-    tokenized: TokenizedRef,
-    base: BaseModelSpec,
-    spec: EvaluateSpec,
-    seed: int,
-    out_dir: str,
-    run_id: str | None,
-) -> EvalResult:
-    """Evaluate the trained causal LM and the base on the held-out split; log both to MLflow."""
-    result = evaluate_causal(artifact, tokenized, base, spec, seed, Path(out_dir))
+def report_causal(result: EvalResult, run_id: str | None) -> None:
+    """Log a causal LM's evaluation to MLflow, the before/after table and sample generations to
+    Prefect."""
     table = before_after_markdown(result)
     samples = samples_markdown(result.samples)
     if run_id:
@@ -485,4 +475,3 @@ def evaluate_lm_model(
         create_markdown_artifact(
             key="sample-generations", markdown=samples, description="Sample generations"
         )
-    return result

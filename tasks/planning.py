@@ -501,8 +501,7 @@ def measure_warmup(
     import tempfile
     from pathlib import Path
 
-    from tasks.training.base import PeakMemory
-    from tasks.training.classifier import count_parameters, total_steps
+    from tasks.training.base import PeakMemory, count_parameters, total_steps
 
     steps = total_steps(int(tokenized.stats.get("count", 0)), spec)
     short = warmup_spec(spec)

@@ -54,6 +54,11 @@ else:
     ]
 
 
+def is_causal(method: str) -> bool:
+    """Whether the method trains a causal LM (else an encoder classifier)."""
+    return "causal-lm" in METHODS[method].tasks
+
+
 def _check_registry() -> None:
     from typing import get_args
 
@@ -70,6 +75,7 @@ _check_registry()
 
 __all__ = [
     "METHODS",
+    "is_causal",
     "BuildContext",
     "Method",
     "MethodConfig",

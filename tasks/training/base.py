@@ -3,6 +3,7 @@ training settings block and the result a training task returns."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -362,3 +363,29 @@ def is_main_process() -> bool:
     import os
 
     return os.environ.get("RANK", "0") == "0"
+
+
+def total_steps(n_train: int, spec: TrainSpec) -> int:
+    """Optimiser steps the run will take (what AdaLoRA's schedule is built for)."""
+    if spec.max_steps > 0:
+        return spec.max_steps
+    return max(1, math.ceil(n_train / spec.batch_size) * math.ceil(spec.epochs))
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+@dataclass
+class FitStats:
+    train_loss: float
+    steps: int
+    seconds: float
+    samples_per_second: float
+    padding_share: float
+    tokens_per_second: float
+    history: list[dict[str, float]]
+    resumed_from: int = 0
+    warmup: dict[str, float] = field(default_factory=dict)  # tasks.training.warmup figures

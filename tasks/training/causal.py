@@ -14,23 +14,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from prefect import task
-
 from tasks import artifacts, models
 from tasks.models import BaseModelSpec
 from tasks.tokenization import TokenizedRef, load_split
 from tasks.training import METHODS, checkpoints
 from tasks.training.base import (
     BuildContext,
+    FitStats,
     PeakMemory,
     TrainResult,
     TrainSpec,
+    count_parameters,
     is_main_process,
     loop_args,
     threads_for_the_load,
+    total_steps,
 )
 from tasks.training.causal_config import CausalMethod, TrainerInputs, load_kwargs
-from tasks.training.classifier import FitStats, count_parameters, log_training, total_steps
 
 log = logging.getLogger(__name__)
 
@@ -319,37 +319,3 @@ def train_causal(
             **stats.warmup,
         },
     )
-
-
-@task(name="train_causal_model", log_prints=False)  # dill prints disassembly via print()
-def train_causal_model(
-    tokenized: TokenizedRef,
-    base: BaseModelSpec,
-    method: Any,
-    spec: TrainSpec,
-    data_format: str,
-    max_length: int,
-    out_dir: str,
-    run_id: str | None = None,
-    checkpoint_dir: str | None = None,
-    init: str | None = None,
-) -> TrainResult:
-    """Train the recipe's causal-LM method (never cached, never blindly retried); log figures.
-    With `init` (a trained artifact folder) training starts from its weights."""
-    from tasks.training import launch
-
-    result = launch.train(
-        "causal",
-        tokenized,
-        base,
-        method,
-        spec,
-        Path(out_dir),
-        Path(checkpoint_dir) if checkpoint_dir else None,
-        data_format=data_format,
-        max_length=max_length,
-        init=init,
-    )
-    if run_id:
-        log_training(run_id, result)
-    return result

@@ -4,14 +4,10 @@ dynamic padding, length-grouped batches), and the `train_model` task."""
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from prefect import task
 
 from tasks import artifacts, models
 from tasks.models import BaseModelSpec
@@ -19,13 +15,16 @@ from tasks.tokenization import TokenizedRef, load_split
 from tasks.training import METHODS
 from tasks.training.base import (
     BuildContext,
+    FitStats,
     MethodConfig,
     PeakMemory,
     TrainResult,
     TrainSpec,
+    count_parameters,
     is_main_process,
     loop_args,
     threads_for_the_load,
+    total_steps,
 )
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -75,13 +74,6 @@ def load_base_classifier(base: BaseModelSpec, labels: list[str], seed: int) -> A
     )
 
 
-def total_steps(n_train: int, spec: TrainSpec) -> int:
-    """Optimiser steps the run will take (what AdaLoRA's schedule is built for)."""
-    if spec.max_steps > 0:
-        return spec.max_steps
-    return max(1, math.ceil(n_train / spec.batch_size) * math.ceil(spec.epochs))
-
-
 def prepare_model(
     base: BaseModelSpec,
     method: MethodConfig,
@@ -104,25 +96,6 @@ def prepare_model(
         return METHODS[method.name].build(models.load_pretrained(AutoModel, base), method, ctx)
     model = load_base_classifier(base, labels, seed)
     return METHODS[method.name].build(model, method, ctx)
-
-
-def count_parameters(model: Any) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return trainable, total
-
-
-@dataclass
-class FitStats:
-    train_loss: float
-    steps: int
-    seconds: float
-    samples_per_second: float
-    padding_share: float
-    tokens_per_second: float
-    history: list[dict[str, float]]
-    resumed_from: int = 0
-    warmup: dict[str, float] = field(default_factory=dict)  # tasks.training.warmup figures
 
 
 def fit(
@@ -329,69 +302,3 @@ def train_classifier(
             **stats.warmup,
         },
     )
-
-
-@task(name="train_model")
-def train_model(
-    tokenized: TokenizedRef,
-    base: BaseModelSpec,
-    method: MethodConfig,
-    spec: TrainSpec,
-    labels: list[str],
-    max_length: int,
-    out_dir: str,
-    run_id: str | None = None,
-    checkpoint_dir: str | None = None,
-    init: str | None = None,
-) -> TrainResult:
-    """Train the recipe's method (never cached, never blindly retried); log its figures. With
-    `init` (a trained artifact folder) training starts from its weights."""
-    from tasks.training import launch
-
-    result = launch.train(
-        "classifier",
-        tokenized,
-        base,
-        method,
-        spec,
-        Path(out_dir),
-        Path(checkpoint_dir) if checkpoint_dir else None,
-        labels=labels,
-        max_length=max_length,
-        init=init,
-    )
-    if run_id:
-        log_training(run_id, result)
-    return result
-
-
-def log_training(run_id: str, result: TrainResult) -> None:
-    from tasks import tracking
-
-    tracking.log_metrics(
-        run_id,
-        {
-            "trainable_params": result.trainable_params,
-            "total_params": result.total_params,
-            "trainable_share": result.trainable_share,
-            "train_loss_final": result.train_loss,
-            "train_steps": result.steps,
-            "train_seconds": result.train_seconds,
-            "train_samples_per_second": result.train_samples_per_second,
-            "padding_share": result.padding_share,
-            "train_tokens_per_second": result.tokens_per_second,
-            **result.extra,
-        },
-    )
-    history = json.loads((Path(result.path) / "history.json").read_text())
-    names = {"loss": "train_loss", "eval_loss": "eval_loss", "reward": "train_reward"}
-    for point in history:
-        for key, name in names.items():
-            if key in point:
-                tracking.log_metrics(run_id, {name: point[key]}, step=int(point["step"]))
-    history = [p for p in history if "loss" in p or "eval_loss" in p]
-    if history:
-        from tasks import plots
-
-        picture = plots.loss_curve(history, Path(result.path).parent / "loss_curve.png")
-        tracking.log_file(run_id, picture, "plots")

@@ -26,7 +26,6 @@ RESULT = "train_result.json"
 
 
 def job(
-    kind: str,
     tokenized: TokenizedRef,
     base: BaseModelSpec,
     method: Any,
@@ -36,7 +35,6 @@ def job(
     **extra: Any,
 ) -> dict[str, Any]:
     return {
-        "kind": kind,
         "tokenized": asdict(tokenized),
         "base": base.model_dump(),
         "method": method.model_dump(),
@@ -95,7 +93,6 @@ def run_distributed(payload: dict[str, Any], processes: int) -> TrainResult:
 
 
 def train_here(
-    kind: str,
     tokenized: TokenizedRef,
     base: BaseModelSpec,
     method: Any,
@@ -104,8 +101,10 @@ def train_here(
     checkpoint_dir: Path | None,
     **extra: Any,
 ) -> TrainResult:
-    """Train in this process: `train_causal` or `train_classifier` by `kind`."""
-    if kind == "causal":
+    """Train in this process: `train_causal` or `train_classifier`, by the method's family."""
+    from tasks.training import is_causal
+
+    if is_causal(method.name):
         from tasks.training.causal import train_causal
 
         return train_causal(
@@ -135,7 +134,6 @@ def train_here(
 
 
 def train(
-    kind: str,
     tokenized: TokenizedRef,
     base: BaseModelSpec,
     method: Any,
@@ -146,8 +144,8 @@ def train(
 ) -> TrainResult:
     """Train in this process, or across `train.distributed.processes` under accelerate."""
     if spec.distributed.processes <= 1:
-        return train_here(kind, tokenized, base, method, spec, out_dir, checkpoint_dir, **extra)
-    payload = job(kind, tokenized, base, method, spec, out_dir, checkpoint_dir, **extra)
+        return train_here(tokenized, base, method, spec, out_dir, checkpoint_dir, **extra)
+    payload = job(tokenized, base, method, spec, out_dir, checkpoint_dir, **extra)
     return run_distributed(payload, spec.distributed.processes)
 
 
@@ -157,7 +155,6 @@ def main(job_file: str) -> None:
     payload = json.loads(Path(job_file).read_text())
     extra = {k: payload[k] for k in ("labels", "data_format", "max_length", "init") if k in payload}
     result = train_here(
-        payload["kind"],
         TokenizedRef(**payload["tokenized"]),
         BaseModelSpec(**payload["base"]),
         METHODS[payload["method"]["name"]].config(**payload["method"]),
