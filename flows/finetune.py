@@ -6,7 +6,7 @@ load data -> validate (contract) -> tokenize -> train -> evaluate -> register
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from prefect import flow, task
@@ -39,7 +39,7 @@ from tasks.registry import (
     settle_candidate,
     stage_registration,
 )
-from tasks.tokenization import tokenize_dataset
+from tasks.tokenization import TokenizedRef, tokenize_dataset
 from tasks.training.base import TrainResult
 from tasks.training.stage import train_model
 from tasks.validation import validate_data
@@ -186,100 +186,164 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
     """Validate, tokenize, train, evaluate and register one recipe."""
     data = load_data(recipe.data, recipe.train.seed)
     init = resolve_init(*init_arguments(recipe, data))
-    candidate = candidate_key_for(recipe, data.fingerprint, init.key)
-    existing = find_awaited_version(recipe.name) or find_registered_version(recipe.name, candidate)
+    run = Run(recipe, data, init, candidate_key_for(recipe, data.fingerprint, init.key))
+    existing = find_awaited_version(recipe.name) or find_registered_version(recipe.name, run.key)
     if existing is not None:
-        print(registration_line(existing))
-        if existing.awaiting_approval:  # resumed, or asked again: wait for (or take) the answer
-            existing = await_approval(existing, recipe.registry.approval_timeout)
-        return outcome(recipe, data, existing, init=init)
+        return answer_existing(run, existing)
+    run = start_run(run)
+    report = validate(run)
+    tokenized = tokenize_dataset(data, recipe.base_model, recipe.tokenize, run.id, recipe.method)
+    keep_eval_set(data, run.id)
+    parent = fetch_parent(init, recipe.method, data.labels, run.out_dir)
+    estimate = plan(run, tokenized)
+    trained = train(run, tokenized, parent)
+    record_plan_outcome(estimate, trained, recipe.method, run.id)
+    evaluated = evaluate(run, trained, tokenized)
+    if not recipe.registry.enabled:
+        tracking.end_tracking(run.id)
+        return outcome(recipe, data, None, run.id, evaluated, trained, report.report_html, init)
+    registered = register(run, trained, evaluated, report.summary)
+    return outcome(recipe, data, registered, run.id, evaluated, trained, report.report_html, init)
+
+
+# -- the stages, each the task calls of one step with the recipe's settings ------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """What every stage of one run needs: the recipe, its data, where training starts, the
+    candidate key, and once tracking started, the MLflow run and the run's folder."""
+
+    recipe: Recipe
+    data: DataRef
+    init: InitPlan
+    key: str
+    id: str = ""
+    out_dir: str = ""
+
+    @property
+    def gate(self) -> Any:
+        return self.recipe.registry.gate if self.recipe.registry.enabled else None
+
+
+def answer_existing(run: Run, existing: RegistrationRef) -> FinetuneOutcome:
+    """This candidate is registered already: say so; a version awaiting approval waits for (or
+    takes) the answer, as on a resumed run."""
+    print(registration_line(existing))
+    if existing.awaiting_approval:
+        existing = await_approval(existing, run.recipe.registry.approval_timeout)
+    return outcome(run.recipe, run.data, existing, init=run.init)
+
+
+def start_run(run: Run) -> Run:
+    recipe = run.recipe
     run_id = tracking.start_tracking(
         recipe.name,
         recipe_params(recipe),
-        lineage(recipe, data, init=init),
+        lineage(recipe, run.data, init=run.init),
         recipe_document(recipe),
     )
-    out_dir = str(settings.runs_dir() / recipe.name / run_id)
+    return replace(run, id=run_id, out_dir=str(settings.runs_dir() / recipe.name / run_id))
+
+
+def validate(run: Run) -> Any:
+    """The data contract; a failed one ends the MLflow run FAILED and stops the flow (exit 2)."""
+    recipe = run.recipe
     report = validate_data(
-        data,
+        run.data,
         recipe.contract,
         recipe.base_dir,
-        run_id,
-        out_dir,
+        run.id,
+        run.out_dir,
         recipe.method.name,
         recipe.base_model,
         recipe.tokenize.max_length,
-        recipe.registry.gate if recipe.registry.enabled else None,
+        run.gate,
         recipe.evaluate.generation_rows,
     )
     if not report.passed:
-        tracking.end_tracking(run_id, "FAILED")
+        tracking.end_tracking(run.id, "FAILED")
         raise ContractFailed(f"{report.summary}\nReport: {report.report_html}", report)
-    tokenized = tokenize_dataset(data, recipe.base_model, recipe.tokenize, run_id, recipe.method)
-    keep_eval_set(data, run_id)
-    parent = fetch_parent(init, recipe.method, data.labels, out_dir)
-    plan = plan_training(
+    return report
+
+
+def plan(run: Run, tokenized: TokenizedRef) -> Any:
+    recipe = run.recipe
+    return plan_training(
         recipe.name,
         recipe.method,
         recipe.train,
         tokenized,
         recipe.tokenize.max_length,
-        recipe.registry.gate if recipe.registry.enabled else None,
-        data.format,
+        run.gate,
+        run.data.format,
         recipe.evaluate.generation_rows,
-        run_id,
+        run.id,
     )
-    checkpoints = str(settings.checkpoint_dir(recipe.name, candidate))
-    trained = train_model(
+
+
+def train(run: Run, tokenized: TokenizedRef, parent: str | None) -> TrainResult:
+    recipe = run.recipe
+    return train_model(
         tokenized,
         recipe.base_model,
         recipe.method,
         recipe.train,
         recipe.tokenize.max_length,
-        out_dir,
-        run_id,
-        checkpoints,
+        run.out_dir,
+        run.id,
+        str(settings.checkpoint_dir(recipe.name, run.key)),
         parent,
-        labels=data.labels,
-        data_format=data.format,
+        labels=run.data.labels,
+        data_format=run.data.format,
     )
-    record_plan_outcome(plan, trained, recipe.method, run_id)
+
+
+def evaluate(run: Run, trained: TrainResult, tokenized: TokenizedRef) -> EvalResult:
+    """The held-out evaluation beside the base model, and for a continued run, on the parent's
+    eval set too (the forgetting guard)."""
+    recipe = run.recipe
     evaluated = evaluate_model(
         trained.path,
-        data,
+        run.data,
         tokenized,
         recipe.base_model,
         recipe.evaluate,
         recipe.train.seed,
-        out_dir,
-        run_id,
+        run.out_dir,
+        run.id,
     )
-    evaluated = evaluate_previous(
+    return evaluate_previous(
         evaluated,
         trained.path,
-        init,
-        data,
+        run.init,
+        run.data,
         recipe.base_model,
         recipe.evaluate,
         recipe.tokenize,
         recipe.method,
         recipe.train.seed,
-        out_dir,
-        run_id,
+        run.out_dir,
+        run.id,
     )
-    if not recipe.registry.enabled:
-        tracking.end_tracking(run_id)
-        return outcome(recipe, data, None, run_id, evaluated, trained, report.report_html, init)
-    tags = lineage(recipe, data, report.summary, init)
+
+
+def register(
+    run: Run, trained: TrainResult, evaluated: EvalResult, contract_summary: str
+) -> RegistrationRef:
+    """Register the version (staged first, so an interrupted registration is completed by the next
+    run), let the gate decide on `champion`, and wait for a person when the recipe asks."""
+    recipe = run.recipe
+    tags = lineage(recipe, run.data, contract_summary, run.init)
     gate = recipe.registry.gate
-    pending = stage_registration(out_dir, recipe.name, run_id, trained, evaluated, gate, tags)
-    registered = register_model(recipe.name, run_id, trained, evaluated, gate, tags, pending)
+    pending = stage_registration(run.out_dir, recipe.name, run.id, trained, evaluated, gate, tags)
+    registered = register_model(recipe.name, run.id, trained, evaluated, gate, tags, pending)
     print(registration_line(registered))
-    publish_registration(registered, evaluated, run_id)
-    tracking.end_tracking(run_id)
+    publish_registration(registered, evaluated, run.id)
+    tracking.end_tracking(run.id)
     if registered.awaiting_approval:  # suspends here in a deployment run, until a person answers
         registered = await_approval(registered, recipe.registry.approval_timeout)
-    return outcome(recipe, data, registered, run_id, evaluated, trained, report.report_html, init)
+    return registered
 
 
 def recipe_params(recipe: Recipe) -> dict[str, Any]:
