@@ -13,11 +13,13 @@ from flows.finetune import finetune
 from flows.recipe import Recipe, load_recipe
 from tasks.errors import TunelineError
 from tasks.prefect_api import check_api
-from tasks.watching import EVENT, emit_landed, poll, resource_id
+from tasks.watching import EVENT, check_recipes, resource_id
 
 SHIPPED = Path(__file__).resolve().parent
 PROJECT_ROOT = SHIPPED.parent
 ENTRYPOINT = "flows/finetune.py:finetune"
+WATCH_ENTRYPOINT = "flows/watch.py:watch"
+WATCHER = "curated-data"  # the watch flow's deployment: watch/curated-data
 log = logging.getLogger("tuneline.serve")
 
 
@@ -76,8 +78,11 @@ def deploy_to_pool(
     image: str | None = None,
     job_variables: dict[str, Any] | None = None,
     source: str | None = None,
-) -> list[str]:
+    watch_interval: float = 60.0,
+) -> tuple[list[str], str | None]:
     """Register the recipes as deployments of a Prefect work pool; the pool's workers run them.
+    When a recipe retrains on new data, the `watch` flow is deployed too, every
+    `watch_interval` seconds. Returns the recipes' deployment ids and the watcher's (or None).
 
     A `process` pool runs the flow from `source` (default: this project's folder) on the worker's
     machine; a `docker` or `kubernetes` pool runs it in `image` (built from the project, see the
@@ -103,7 +108,42 @@ def deploy_to_pool(
             **deployment_settings(recipe),
         )
         ids.append(str(deployment_id))
-    return ids
+    watched = [r for r in recipes if r.deploy.on_new_data]
+    if not watched:
+        return ids, None
+    return ids, deploy_watcher(watched, pool, image, job_variables, source, watch_interval)
+
+
+def deploy_watcher(
+    recipes: list[Recipe],
+    pool: str,
+    image: str | None,
+    job_variables: dict[str, Any] | None,
+    source: str | None,
+    interval: float,
+) -> str:
+    """The `watch` flow as a deployment of the pool, every `interval` seconds: it looks at the
+    curated data of the recipes that retrain on new data and emits the event their deployments'
+    triggers wait for. Its data-watch state lives in the worker's TUNELINE_HOME."""
+    from flows.watch import watch
+
+    flow: Any = watch
+    if image is None:
+        flow = watch.from_source(source=source or str(PROJECT_ROOT), entrypoint=WATCH_ENTRYPOINT)
+    deployment_id = flow.deploy(
+        name=WATCHER,
+        work_pool_name=pool,
+        image=image,
+        build=False,
+        push=False,
+        job_variables=job_variables or {},
+        print_next_steps=False,
+        description="Looks for new curated data of: " + ", ".join(r.name for r in recipes),
+        parameters={"recipes": [r.model_dump(mode="json", by_alias=True) for r in recipes]},
+        interval=timedelta(seconds=interval),
+        tags=["tuneline", "watch"],
+    )
+    return str(deployment_id)
 
 
 def finetune_deployment(recipe: Recipe) -> Any:
@@ -116,16 +156,11 @@ def finetune_deployment(recipe: Recipe) -> Any:
 
 
 def _watch_loop(recipes: list[Recipe], interval: float, stop: threading.Event) -> None:
-    watched = [r for r in recipes if r.deploy.on_new_data]
+    def failed(name: str, exc: Exception) -> None:  # keep watching; the next look tries again
+        log.error("watching %s failed: %s", name, exc, exc_info=exc)
+
     while not stop.is_set():
-        for recipe in watched:
-            try:
-                landed = poll(recipe.name, recipe.data.train, recipe.deploy.quiet_seconds)
-                if landed is not None:
-                    log.warning("new curated data for %s: %s", recipe.name, landed)
-                    emit_landed(recipe.name, landed)
-            except Exception:  # a watcher must keep watching; the next poll tries again
-                log.exception("watching %s failed", recipe.name)
+        check_recipes(recipes, on_error=failed)
         stop.wait(interval)
 
 

@@ -1,31 +1,25 @@
 """The `watch` flow: one look at each recipe's curated data; emits `tuneline.data.landed` for the
-recipes whose data landed (see tasks.watching for the rules). `tuneline serve` runs the same check
-in-process every few seconds; deploy this flow on a schedule instead where the watcher should run
-on a work pool."""
+recipes whose data landed (see tasks.watching for the rules). `tuneline serve` makes the same
+check in-process every few seconds; `tuneline deploy` deploys this flow to the work pool on an
+interval, so that data landing starts the pool's runs without a `serve` process."""
 
 from __future__ import annotations
 
 from prefect import flow, task
 
 from flows.recipe import Recipe
-from tasks.watching import emit_landed, poll
+from tasks.watching import check_recipes
 
 
-@task(name="poll_data")
-def poll_data(name: str, source: str, quiet_seconds: float) -> dict | None:
-    return poll(name, source, quiet_seconds)
+@task(name="check_data")
+def check_data(recipes: list[Recipe]) -> list[str]:
+    return [name for name, _ in check_recipes(recipes)]
 
 
 @flow(name="watch", log_prints=True)
 def watch(recipes: list[Recipe]) -> list[str]:
     """Emit a data-landed event for each recipe whose data changed and settled."""
-    landed = []
-    for recipe in recipes:
-        if not recipe.deploy.on_new_data:
-            continue
-        found = poll_data(recipe.name, recipe.data.train, recipe.deploy.quiet_seconds)
-        if found is not None:
-            emit_landed(recipe.name, found)
-            print(f"New data for {recipe.name}: {found}")
-            landed.append(recipe.name)
+    landed = check_data(recipes)
+    for name in landed:
+        print(f"New curated data for {name}: its deployment starts a run")
     return landed

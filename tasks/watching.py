@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -230,3 +231,27 @@ def emit_landed(name: str, landed: dict[str, Any]) -> None:
     from prefect.events import emit_event
 
     emit_event(event=EVENT, resource={"prefect.resource.id": resource_id(name)}, payload=landed)
+
+
+def check_recipes(
+    recipes: Iterable[Any], on_error: Callable[[str, Exception], None] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """One look at the curated data of each recipe that retrains on new data (`deploy.on_new_data`):
+    emits `EVENT` for each whose data landed and returns `(recipe name, what landed)` for them.
+    With `on_error`, a recipe whose look fails is handed to it and the others are still looked
+    at (a long-running watcher keeps watching); without, the failure is raised."""
+    landed = []
+    for recipe in recipes:
+        if not recipe.deploy.on_new_data:
+            continue
+        try:
+            found = poll(recipe.name, recipe.data.train, recipe.deploy.quiet_seconds)
+            if found is not None:
+                log.warning("new curated data for %s: %s", recipe.name, found)
+                emit_landed(recipe.name, found)
+                landed.append((recipe.name, found))
+        except Exception as exc:
+            if on_error is None:
+                raise
+            on_error(recipe.name, exc)
+    return landed

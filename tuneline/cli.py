@@ -593,11 +593,21 @@ def deploy(
             "--job-variable 'env={CUDA_VISIBLE_DEVICES: \"0\"}' (repeatable).",
         ),
     ] = None,
+    watch_interval: Annotated[
+        float,
+        typer.Option(
+            min=5.0,
+            help="Seconds between looks at the curated data of recipes that retrain on new data "
+            "(the `watch` flow, deployed to the pool beside them).",
+        ),
+    ] = 60.0,
 ) -> None:
     """Register recipes as deployments of a Prefect work pool (PREFECT_API_URL): schedules and
-    data-landed triggers as with `serve`, runs carried out by the pool's workers."""
+    data-landed triggers as with `serve`, runs carried out by the pool's workers. Recipes with
+    `deploy.on_new_data` also get the `watch` flow deployed to the pool, which looks for new data
+    every `--watch-interval` seconds and starts their runs."""
     with user_errors():
-        from deployments.build import deploy_to_pool
+        from deployments.build import WATCHER, deploy_to_pool
         from flows.recipe import parse_value
         from tasks.errors import RecipeError
 
@@ -607,8 +617,17 @@ def deploy(
             if not sep or not key.strip():
                 raise RecipeError(f"--job-variable '{item}': expected key=value")
             variables[key.strip()] = parse_value(value)
-        ids = deploy_to_pool(list(recipes or []), pool, image, variables)
-    out.print(f"{len(ids)} deployment(s) in work pool '{pool}'. Start a worker with:")
+        ids, watcher = deploy_to_pool(
+            list(recipes or []), pool, image, variables, watch_interval=watch_interval
+        )
+    out.print(f"{len(ids)} deployment(s) in work pool '{pool}'.", highlight=False)
+    if watcher is not None:
+        out.print(
+            f"New curated data is looked for every {watch_interval:g} s by deployment "
+            f"watch/{WATCHER}.",
+            highlight=False,
+        )
+    out.print("Start a worker with:")
     out.print(f"  prefect worker start --pool {pool}", highlight=False)
 
 

@@ -74,3 +74,95 @@ def test_a_process_worker_runs_a_deployed_recipe(
         except subprocess.TimeoutExpired:
             worker.kill()
     assert len(registered_versions("keyword-classifier")) == 1
+
+
+def test_new_data_starts_a_pool_run_through_the_deployed_watcher(
+    tmp_path: Path, scheduling_prefect_server: tuple[str, Path], tuneline_home: Path
+) -> None:
+    """`tuneline deploy` of a recipe that retrains on new data also deploys the `watch` flow to
+    the pool: run by the pool's worker on its interval, it notices the data landing and the
+    recipe's trigger starts a run on the same worker, which registers a version."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tasks.tiny import build_tiny_encoder
+    from tests.conftest import keyword_rows, write_jsonl
+
+    server, _ = scheduling_prefect_server
+    rows = keyword_rows(360)
+    write_jsonl(tmp_path / "curated" / "part-0.jsonl", rows[:240])
+    write_jsonl(tmp_path / "eval.jsonl", rows[300:])
+    encoder = build_tiny_encoder(tmp_path / "tiny-encoder", [r["text"] for r in rows])
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"""name: pool-watched
+base_model: {{path: {encoder}}}
+data: {{train: curated, eval: eval.jsonl, labels: [negative, positive]}}
+tokenize: {{max_length: 32}}
+method: {{name: full}}
+train: {{max_steps: 20, batch_size: 16, learning_rate: 5.0e-3}}
+register: {{gate: {{metric: accuracy, beat_base: false}}}}
+deploy: {{on_new_data: true, quiet_seconds: 4}}
+"""
+    )
+    env = {**os.environ, "PREFECT_API_URL": server, "PREFECT_WORKER_QUERY_SECONDS": "2"}
+    prefect = str(Path(sys.executable).parent / "prefect")
+    pool = f"pool-{tmp_path.name[-12:].replace('_', '-')}"
+    created = subprocess.run(
+        [prefect, "work-pool", "create", pool, "--type", "process"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    command = [sys.executable, "-m", "tuneline", "deploy", str(recipe), "--pool", pool]
+    deployed = subprocess.run(
+        [*command, "--watch-interval", "5"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr[-3000:]
+    assert "1 deployment(s)" in deployed.stdout
+    assert "every 5 s by deployment watch/curated-data" in deployed.stdout
+
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen(
+        [prefect, "worker", "start", "--pool", pool, "--type", "process"],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        with temporary_settings({PREFECT_API_URL: server}), get_client(sync_client=True) as client:
+            watcher = client.read_deployment_by_name("watch/curated-data")
+            finetune = client.read_deployment_by_name("finetune/pool-watched")
+
+            def runs(deployment_id, completed: bool = True) -> list:
+                found = client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+                )
+                return [r for r in found if not completed or (r.state and r.state.is_completed())]
+
+            def wait(check, seconds: float, what: str) -> None:
+                deadline = time.monotonic() + seconds
+                while time.monotonic() < deadline:
+                    if check():
+                        return
+                    time.sleep(2)
+                raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-4000:]}")
+
+            # the first look records what is there: nothing starts
+            wait(lambda: len(runs(watcher.id)) >= 1, 240, "the watcher's first run")
+            assert runs(finetune.id, completed=False) == []
+            # new curated data lands, with its marker: the next look starts a pool run
+            write_jsonl(tmp_path / "curated" / "part-1.jsonl", rows[240:300])
+            (tmp_path / "curated" / "_SUCCESS").touch()
+            wait(lambda: len(runs(finetune.id)) >= 1, 420, "the data-triggered pool run")
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    assert len(registered_versions("pool-watched")) == 1
