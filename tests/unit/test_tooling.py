@@ -1,4 +1,4 @@
-"""The project's own rules, enforced as tests: lint, format, layer order, types."""
+"""The project's own rules, enforced as tests: lint, format, layer order, no import circles, types."""
 
 from __future__ import annotations
 
