@@ -26,7 +26,7 @@ from prefect import task
 from prefect.input import RunInput
 from pydantic import Field
 
-from tasks import locks, registry, settings, tracking
+from tasks import concurrency, registry, settings, tracking
 from tasks.errors import TunelineError, first_line
 from tasks.secrets import redact
 
@@ -81,7 +81,7 @@ def record_answer(
 ) -> Answered:
     """Apply a person's answer to a version awaiting approval (see the module docstring).
     Answering again the same way changes nothing; the other way is an `ApprovalError`."""
-    with locks.exclusive(f"register-{name}"):
+    with concurrency.exclusive(f"register-{name}"):
         target = registry._version(name, version)
         tags = dict(target.tags or {})
         verdict = APPROVED if approve else REJECTED
@@ -410,5 +410,5 @@ def find_awaited_version(name: str) -> registry.RegistrationRef | None:
     )
     if not found:
         return None
-    with locks.exclusive(f"register-{name}"):
+    with concurrency.exclusive(f"register-{name}"):
         return registry._settle(name, found[0])

@@ -1,23 +1,24 @@
 """The on-disk form of a trained model, shared by training, evaluation and the MLflow pyfunc.
 
 <artifact>/tuneline.json   manifest: task, kind (adapter | weights | probe), labels, base ref
-<artifact>/model/          peft adapter, or full weights (safetensors)
+<artifact>/model/          peft adapter, full weights (safetensors), or a probe's linear head
 <artifact>/tokenizer/      the tokenizer used in training
 <artifact>/base/           a copy of the base model, only when it was a local folder
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# Atomic folder writes live in `tasks.atomic`; the training runners write artifacts through this
+# module's name for them.
+from tasks.atomic import staged as staged
+
 MANIFEST = "tuneline.json"
+PROBE_HEAD_FILE = "probe.safetensors"
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
@@ -31,34 +32,6 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not a tuneline model artifact (no {MANIFEST})")
     return json.loads(path.read_text())
-
-
-def staging_dir(target: Path) -> Path:
-    """A temporary sibling of `target`; `publish` renames it into place when complete."""
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def publish(tmp: Path, target: Path) -> None:
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
-
-
-@contextlib.contextmanager
-def staged(target: Path, replace: bool = True) -> Iterator[Path]:
-    """Write into a temporary sibling of `target`; on success rename it into place (with
-    `replace=False` an existing target wins: another run finished the same cache key first).
-    A failure or kill leaves no folder that looks complete."""
-    tmp = staging_dir(target)
-    try:
-        yield tmp
-        if replace or not target.exists():
-            publish(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def label_kwargs(labels: list[str]) -> dict[str, Any]:
@@ -90,6 +63,64 @@ def _base_spec(folder: Path, manifest: dict[str, Any]) -> Any:
     )
 
 
+def probe_module() -> Any:
+    """The network of a linear-probe artifact, a frozen encoder and a linear head over its pooled
+    embeddings (a class built on first use: it needs torch). The probe method
+    (`tasks.training.probe`) builds and fits it; what it saves and how it loads back is the
+    artifact's, so that loading a probe needs no training code."""
+    import torch
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class ProbeClassifier(torch.nn.Module):
+        """Frozen encoder + linear head over pooled embeddings."""
+
+        def __init__(self, encoder: Any, num_labels: int, pooling: str) -> None:
+            super().__init__()
+            self.encoder = encoder
+            self.pooling = pooling
+            self.head = torch.nn.Linear(encoder.config.hidden_size, num_labels)
+            for parameter in self.encoder.parameters():
+                parameter.requires_grad = False
+
+        def embed(self, input_ids: Any, attention_mask: Any, **kwargs: Any) -> Any:
+            kwargs.pop("labels", None)
+            hidden = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, **kwargs
+            ).last_hidden_state
+            if self.pooling == "cls":
+                return hidden[:, 0]
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+        def forward(self, input_ids: Any, attention_mask: Any, **kwargs: Any) -> Any:
+            return SequenceClassifierOutput(
+                logits=self.head(self.embed(input_ids, attention_mask, **kwargs))
+            )
+
+        def save_pretrained(self, folder: str, **_: Any) -> None:
+            from safetensors.torch import save_file
+
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            save_file(
+                {k: v.contiguous() for k, v in self.head.state_dict().items()},
+                str(Path(folder) / PROBE_HEAD_FILE),
+            )
+            meta = {"pooling": self.pooling, "num_labels": self.head.out_features}
+            (Path(folder) / "probe.json").write_text(json.dumps(meta))
+
+    return ProbeClassifier
+
+
+def load_probe(encoder: Any, folder: str | Path) -> Any:
+    """A saved probe on top of `encoder`."""
+    from safetensors.torch import load_file
+
+    meta = json.loads((Path(folder) / "probe.json").read_text())
+    module = probe_module()(encoder, int(meta["num_labels"]), meta["pooling"])
+    module.head.load_state_dict(load_file(str(Path(folder) / PROBE_HEAD_FILE)))
+    return module
+
+
 def load_classifier(folder: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     """(model in eval mode, tokenizer, manifest) for a classification artifact."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -102,10 +133,8 @@ def load_classifier(folder: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     if manifest["kind"] == "probe":
         from transformers import AutoModel
 
-        from tasks.training import probe
-
         encoder = load_pretrained(AutoModel, _base_spec(root, manifest))
-        model = probe.load(encoder, root / "model")
+        model = load_probe(encoder, root / "model")
     elif manifest["kind"] == "adapter":
         from peft import PeftModel
 

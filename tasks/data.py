@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,9 +24,9 @@ from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks import settings
-from tasks.artifacts import staged
+from tasks.atomic import staged
 from tasks.errors import DataError, retry_unless_user_error
-from tasks.secrets import expand_references, redact
+from tasks.secrets import REFERENCE, redact, remember
 
 Format = Literal["classification", "prompt-completion", "alpaca", "chat", "preference", "text"]
 
@@ -122,6 +123,23 @@ class DataRef:
 
 def _is_url(source: str) -> bool:
     return "://" in source and not source.startswith("file://")
+
+
+def expand_references(text: str, where: str) -> str:
+    """`text` with each `${NAME}` replaced by the environment variable NAME, whose value is
+    masked from then on; an unset one is a user error naming `where`."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group("name")
+        if name not in os.environ:
+            raise DataError(
+                f"{where}: '{redact(text)}' names ${{{name}}}, which is not set; set {name} in "
+                "the environment tuneline runs in (the worker's, for deployments)"
+            )
+        remember(os.environ[name])
+        return os.environ[name]
+
+    return REFERENCE.sub(value, text)
 
 
 def expand_source(source: str) -> list[str]:

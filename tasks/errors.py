@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tasks.secrets import redact
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CONTRACT = 2
@@ -62,8 +64,6 @@ class RegistryUnavailable(RegistryError):
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type when the message is empty), secrets
     masked: what a one-line error shows of the library failure beneath it."""
-    from tasks.secrets import redact
-
     text = redact(str(exc).strip())
     return text.splitlines()[0] if text else type(exc).__name__
 

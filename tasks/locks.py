@@ -1,23 +1,21 @@
-"""Serialising work that must not overlap: registrations to one model name, runs of one recipe.
-
-Two layers, because tuneline runs both with and without a Prefect server:
-- a file lock under `TUNELINE_HOME/locks` (processes on one machine sharing the embedded store);
-- a Prefect global concurrency limit of 1, when `PREFECT_API_URL` names a shared server (runs on
-  several machines or workers). The limit is created on first use and shows in the Prefect UI.
+"""Serialising work on one machine: a file lock under `TUNELINE_HOME/locks`, shared by the
+processes that use the embedded store (registrations to one model name, the MLflow store, the
+tiny model's first build). No Prefect here: `tasks.concurrency` adds a Prefect global
+concurrency limit over this lock when runs on several machines share a server.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import re
 from collections.abc import Iterator
 
 from tasks import settings
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
+    """`name` as a file (and concurrency-limit) name: anything but letters, digits, `._-` is `_`."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
@@ -25,40 +23,9 @@ def _slug(name: str) -> str:
 def file_lock(name: str) -> Iterator[None]:
     folder = settings.home() / "locks"
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{_slug(name)}.lock", "w") as handle:
+    with open(folder / f"{slug(name)}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def ensure_limit(name: str, limit: int = 1) -> None:
-    """Create the Prefect global concurrency limit `name` if the server does not have it."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            with contextlib.suppress(ObjectAlreadyExists):
-                client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=name, limit=limit)
-                )
-
-
-@contextlib.contextmanager
-def exclusive(name: str, timeout_seconds: float = 3600) -> Iterator[None]:
-    """Hold `name` exclusively on this machine and, with a Prefect server, across machines."""
-    with file_lock(name):
-        if not os.environ.get("PREFECT_API_URL"):
-            yield
-            return
-        from prefect.concurrency.sync import concurrency
-
-        limit = f"tuneline-{_slug(name)}"
-        ensure_limit(limit)
-        with concurrency(limit, occupy=1, timeout_seconds=timeout_seconds, strict=True):
-            yield

@@ -133,7 +133,7 @@ def reference(spec: BaseModelSpec) -> dict[str, Any]:
 def pretrained_kwargs(spec: BaseModelSpec) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code}
     if spec.token_secret:
-        from tasks.secrets import prefect_secret
+        from tasks.secret_blocks import prefect_secret
 
         kwargs["token"] = prefect_secret(spec.token_secret)
     if spec.revision:

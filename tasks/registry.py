@@ -21,7 +21,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tasks import locks, settings, tracking
+from tasks import concurrency, settings, tracking
 from tasks.errors import (
     RegistryError,
     RegistryUnavailable,
@@ -360,7 +360,7 @@ def register(
     Serialised per model name, so two runs finishing together cannot both become champion or
     register the same candidate twice.
     """
-    with locks.exclusive(f"register-{name}"):
+    with concurrency.exclusive(f"register-{name}"):
         key = lineage["candidate_key"]
         # not retried here: the register task retries as a whole
         existing = _search_candidate(name, key)
@@ -441,7 +441,7 @@ def settle_candidate(name: str, key: str) -> RegistrationRef | None:
     existing = find_candidate(name, key)
     if existing is None:
         return None
-    with locks.exclusive(f"register-{name}"):
+    with concurrency.exclusive(f"register-{name}"):
         return with_registry_retries(
             lambda: _settle(name, existing),
             f"complete the promotion of '{name}' version {existing.version}",
@@ -756,7 +756,7 @@ def _version(name: str, version: str) -> Any:
 
 def promote(name: str, version: str, who: str = "manual") -> str:
     """Make `version` the champion; the one it replaces keeps `previous-champion`."""
-    with locks.exclusive(f"register-{name}"):
+    with concurrency.exclusive(f"register-{name}"):
         target = _version(name, version)
         mlc = tracking.client()
         champion = current_champion(name)
@@ -773,7 +773,7 @@ def promote(name: str, version: str, who: str = "manual") -> str:
 
 def rollback(name: str) -> str:
     """Give `champion` back to `previous-champion`; the demoted version is tagged."""
-    with locks.exclusive(f"register-{name}"):
+    with concurrency.exclusive(f"register-{name}"):
         mlc = tracking.client()
         try:
             previous = mlc.get_model_version_by_alias(name, PREVIOUS)

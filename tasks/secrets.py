@@ -9,7 +9,9 @@ through Prefect Secret blocks named in a recipe; credentials may also sit in a U
 Nothing secret may sit in a recipe itself: Prefect stores the recipe, as the flow run's
 parameters, in its database. A data URL names its credentials as `${VARIABLE}` references instead
 (`inline_credential` finds those written out), which the loader expands when it reads the data
-(`expand_references`), and free text is masked before the recipe becomes parameters.
+(`tasks.data.expand_references`), and free text is masked before the recipe becomes parameters.
+Reading a Secret block is `tasks.secret_blocks`'s job: this module imports no Prefect, so that
+every module, the errors included, can mask what it writes.
 """
 
 from __future__ import annotations
@@ -66,24 +68,6 @@ def inline_credential(text: str) -> bool:
     return False
 
 
-def expand_references(text: str, where: str) -> str:
-    """`text` with each `${NAME}` replaced by the environment variable NAME, whose value is
-    masked from then on; an unset one is a user error naming `where`."""
-    from tasks.errors import DataError
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group("name")
-        if name not in os.environ:
-            raise DataError(
-                f"{where}: '{redact(text)}' names ${{{name}}}, which is not set; set {name} in "
-                "the environment tuneline runs in (the worker's, for deployments)"
-            )
-        remember(os.environ[name])
-        return os.environ[name]
-
-    return REFERENCE.sub(value, text)
-
-
 def secret_names(text: str) -> list[str]:
     """The environment variables (with secret-looking names) whose values appear in `text`, and
     `Secret block` for values read from one."""
@@ -132,22 +116,3 @@ def install_log_redaction() -> None:
         for handler in logger.handlers:
             if not any(isinstance(f, RedactingFilter) for f in handler.filters):
                 handler.addFilter(hide)
-
-
-def prefect_secret(block_name: str) -> str:
-    """The value of a Prefect Secret block (masked from then on), or a clear error."""
-    from tasks.errors import ModelError, first_line
-
-    try:
-        from prefect.blocks.system import Secret
-
-        block: Any = Secret.load(block_name)  # synchronous here (no running event loop)
-        value = str(block.get())
-    except Exception as exc:
-        first = first_line(exc)
-        raise ModelError(
-            f"Prefect Secret block '{block_name}' cannot be read ({first}); create it in the "
-            "Prefect UI (Blocks > Secret) or with `prefect block create secret`"
-        ) from None
-    remember(value)
-    return value

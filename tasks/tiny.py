@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from tasks import artifacts
+from tasks import atomic
 
 SPECIAL_ENCODER = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -64,7 +64,7 @@ def build_tiny_encoder(out_dir: str | Path, texts: Iterable[str], seed: int = 0)
     )
     torch.manual_seed(seed)
     model = BertModel(config)
-    with artifacts.staged(target) as tmp:
+    with atomic.staged(target) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))  # type: ignore[attr-defined]
     return target
@@ -139,7 +139,7 @@ def build_tiny_causal_lm(out_dir: str | Path, texts: Iterable[str], seed: int = 
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = config.pad_token_id
-    with artifacts.staged(target) as tmp:
+    with atomic.staged(target) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))  # type: ignore[attr-defined]
     return target

@@ -15,7 +15,7 @@ from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks import settings
-from tasks.artifacts import staged
+from tasks.atomic import staged
 from tasks.data import DataRef
 from tasks.errors import DataError
 from tasks.models import BaseModelSpec, folder_digest, load_tokenizer, resolve_model_path

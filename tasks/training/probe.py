@@ -1,22 +1,20 @@
 """Linear probe: frozen encoder embeddings (mean-pooled) + scikit-learn logistic regression.
 
-The fitted classifier becomes a linear layer on top of the frozen encoder (`ProbeClassifier`),
-so it predicts, saves (safetensors) and loads like every other classification artifact.
+The fitted classifier becomes a linear layer on top of the frozen encoder (`ProbeClassifier`, in
+`tasks.artifacts`, which loads it back), so it predicts, saves (safetensors) and loads like every
+other classification artifact.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
+from tasks.artifacts import length_ordered_batches, probe_module
 from tasks.training.base import BuildContext, MethodConfig, MethodSpec
-
-HEAD_FILE = "probe.safetensors"
 
 
 class ProbeMethod(MethodConfig):
@@ -30,70 +28,14 @@ class ProbeMethod(MethodConfig):
     )
 
 
-def _make_module() -> Any:
-    import torch
-    from transformers.modeling_outputs import SequenceClassifierOutput
-
-    class ProbeClassifier(torch.nn.Module):
-        """Frozen encoder + linear head over pooled embeddings."""
-
-        def __init__(self, encoder: Any, num_labels: int, pooling: str) -> None:
-            super().__init__()
-            self.encoder = encoder
-            self.pooling = pooling
-            self.head = torch.nn.Linear(encoder.config.hidden_size, num_labels)
-            for parameter in self.encoder.parameters():
-                parameter.requires_grad = False
-
-        def embed(self, input_ids: Any, attention_mask: Any, **kwargs: Any) -> Any:
-            kwargs.pop("labels", None)
-            hidden = self.encoder(
-                input_ids=input_ids, attention_mask=attention_mask, **kwargs
-            ).last_hidden_state
-            if self.pooling == "cls":
-                return hidden[:, 0]
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-
-        def forward(self, input_ids: Any, attention_mask: Any, **kwargs: Any) -> Any:
-            return SequenceClassifierOutput(
-                logits=self.head(self.embed(input_ids, attention_mask, **kwargs))
-            )
-
-        def save_pretrained(self, folder: str, **_: Any) -> None:
-            from safetensors.torch import save_file
-
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            save_file(
-                {k: v.contiguous() for k, v in self.head.state_dict().items()},
-                str(Path(folder) / HEAD_FILE),
-            )
-            meta = {"pooling": self.pooling, "num_labels": self.head.out_features}
-            (Path(folder) / "probe.json").write_text(json.dumps(meta))
-
-    return ProbeClassifier
-
-
 def build(encoder: Any, config: ProbeMethod, ctx: BuildContext) -> Any:
-    return _make_module()(encoder, ctx.num_labels, config.pooling)
-
-
-def load(encoder: Any, folder: str | Path) -> Any:
-    """A saved probe on top of `encoder`."""
-    from safetensors.torch import load_file
-
-    meta = json.loads((Path(folder) / "probe.json").read_text())
-    module = _make_module()(encoder, int(meta["num_labels"]), meta["pooling"])
-    module.head.load_state_dict(load_file(str(Path(folder) / HEAD_FILE)))
-    return module
+    return probe_module()(encoder, ctx.num_labels, config.pooling)
 
 
 def embeddings(
     module: Any, tokenizer: Any, texts: list[str], max_length: int, batch: int = 64
 ) -> np.ndarray:
     import torch
-
-    from tasks.artifacts import length_ordered_batches
 
     out = np.zeros((len(texts), module.head.in_features), dtype=np.float32)
     module.eval()
