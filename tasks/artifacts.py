@@ -15,7 +15,6 @@ from typing import Any
 
 # Atomic folder writes live in `tasks.atomic`; the training runners write artifacts through this
 # module's name for them.
-from tasks.atomic import staged as staged
 
 MANIFEST = "tuneline.json"
 PROBE_HEAD_FILE = "probe.safetensors"

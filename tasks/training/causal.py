@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tasks import artifacts, models
+from tasks import artifacts, atomic, models
 from tasks.models import BaseModelSpec
 from tasks.tokenization import TokenizedRef, load_split
 from tasks.training import METHODS, checkpoints
@@ -96,8 +96,6 @@ def prepare_model(
     """The base model with the method's weights choice applied; with `init` (a trained artifact
     of the same method), that model's weights instead of the base's."""
     if init is not None:
-        from tasks.training.warm_start import causal_from
-
         return causal_from(init, base, method, tokenizer, seed)
     ctx = BuildContext(total_steps=steps, num_labels=1)
     return METHODS[method.name].build(load_base(base, method, tokenizer, seed), method, ctx)
@@ -246,7 +244,7 @@ def save(
     history: list[dict[str, float]],
 ) -> None:
     """Write the artifact to a staging folder and move it into place only when complete."""
-    with artifacts.staged(target) as tmp:
+    with atomic.staged(target) as tmp:
         model.save_pretrained(str(tmp / "model"), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         if manifest["kind"] == "adapter" and models.is_local(base):
@@ -319,3 +317,22 @@ def train_causal(
             **stats.warmup,
         },
     )
+
+
+def causal_from(artifact: str, base: BaseModelSpec, method: Any, tokenizer: Any, seed: int) -> Any:
+    """A causal LM to train, holding the artifact's weights: its LoRA adapter made trainable on
+    the base (4-bit when the recipe asks and the machine can), or its full weights."""
+    root = Path(artifact)
+    if artifacts.read_manifest(root)["kind"] == "adapter":
+        from peft import PeftModel, prepare_model_for_kbit_training
+
+        model = load_base(base, method, tokenizer, seed)
+        if getattr(model, "is_loaded_in_4bit", False):
+            model = prepare_model_for_kbit_training(model)
+        return PeftModel.from_pretrained(model, str(root / "model"), is_trainable=True)
+    from transformers import AutoModelForCausalLM, set_seed
+
+    set_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(str(root / "model"), use_safetensors=True)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model

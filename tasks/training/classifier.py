@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tasks import artifacts, models
+from tasks import artifacts, atomic, models
 from tasks.models import BaseModelSpec
 from tasks.tokenization import TokenizedRef, load_split
 from tasks.training import METHODS
@@ -86,8 +86,6 @@ def prepare_model(
     the same method), that model's weights instead of the base's."""
     ctx = BuildContext(total_steps=steps, num_labels=len(labels))
     if init is not None:
-        from tasks.training.warm_start import classifier_from
-
         return classifier_from(init, base, method, labels, seed, ctx)
     if METHODS[method.name].artifact == "probe":
         from transformers import AutoModel, set_seed
@@ -235,7 +233,7 @@ def save(
     history: list[dict[str, float]],
 ) -> None:
     """Write the artifact to a staging folder and move it into place only when complete."""
-    with artifacts.staged(target) as tmp:
+    with atomic.staged(target) as tmp:
         model.save_pretrained(str(tmp / "model"), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         if manifest["kind"] in ("adapter", "probe") and models.is_local(base):
@@ -302,3 +300,22 @@ def train_classifier(
             **stats.warmup,
         },
     )
+
+
+def classifier_from(
+    artifact: str, base: BaseModelSpec, method: Any, labels: list[str], seed: int, ctx: BuildContext
+) -> Any:
+    """A classifier to train, holding the artifact's weights: the adapter (with its classifier
+    head) made trainable on the base encoder, or the full weights with the method's freezing."""
+    from transformers import AutoModelForSequenceClassification
+
+    root = Path(artifact)
+    if artifacts.read_manifest(root)["kind"] == "adapter":
+        from peft import PeftModel
+
+        model = load_base_classifier(base, labels, seed)
+        return PeftModel.from_pretrained(model, str(root / "model"), is_trainable=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(root / "model"), use_safetensors=True
+    )
+    return METHODS[method.name].build(model, method, ctx)

@@ -10,9 +10,7 @@ from typing import Any
 
 from tasks.artifacts import read_manifest
 from tasks.errors import ModelError
-from tasks.models import BaseModelSpec
 from tasks.training import METHODS
-from tasks.training.base import BuildContext
 
 
 # Methods a run can continue from a version trained with the same method (`continuable` in each
@@ -63,46 +61,3 @@ def check_artifact(artifact: str | Path, method: Any, labels: list[str], what: s
             f"train.init_from: {what} predicts labels {manifest.get('labels')}, this recipe's "
             f"data has {labels}; continue on the same labels, or set train.init_from: base"
         )
-
-
-def classifier_from(
-    artifact: str, base: BaseModelSpec, method: Any, labels: list[str], seed: int, ctx: BuildContext
-) -> Any:
-    """A classifier to train, holding the artifact's weights: the adapter (with its classifier
-    head) made trainable on the base encoder, or the full weights with the method's freezing."""
-    from transformers import AutoModelForSequenceClassification
-
-    from tasks.training import METHODS
-    from tasks.training.classifier import load_base_classifier
-
-    root = Path(artifact)
-    if read_manifest(root)["kind"] == "adapter":
-        from peft import PeftModel
-
-        model = load_base_classifier(base, labels, seed)
-        return PeftModel.from_pretrained(model, str(root / "model"), is_trainable=True)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(root / "model"), use_safetensors=True
-    )
-    return METHODS[method.name].build(model, method, ctx)
-
-
-def causal_from(artifact: str, base: BaseModelSpec, method: Any, tokenizer: Any, seed: int) -> Any:
-    """A causal LM to train, holding the artifact's weights: its LoRA adapter made trainable on
-    the base (4-bit when the recipe asks and the machine can), or its full weights."""
-    from tasks.training.causal import load_base
-
-    root = Path(artifact)
-    if read_manifest(root)["kind"] == "adapter":
-        from peft import PeftModel, prepare_model_for_kbit_training
-
-        model = load_base(base, method, tokenizer, seed)
-        if getattr(model, "is_loaded_in_4bit", False):
-            model = prepare_model_for_kbit_training(model)
-        return PeftModel.from_pretrained(model, str(root / "model"), is_trainable=True)
-    from transformers import AutoModelForCausalLM, set_seed
-
-    set_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(str(root / "model"), use_safetensors=True)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    return model

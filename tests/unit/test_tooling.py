@@ -15,16 +15,9 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PACKAGES = ("tasks", "flows", "data_contracts", "tuneline", "deployments")
 
-# Import edges (importer, imported) allowed to close a circle for now: the circle between the
-# causal and classifier runners and their launcher (and warm_start, which loads each runner's base
-# model) is being removed in the rework of those three modules. Empty this set when it lands; an
-# edge that no longer closes a circle fails the test until it is taken out.
-ALLOWED_CYCLE_EDGES: set[tuple[str, str]] = {
-    ("tasks.training.launch", "tasks.training.causal"),
-    ("tasks.training.launch", "tasks.training.classifier"),
-    ("tasks.training.warm_start", "tasks.training.causal"),
-    ("tasks.training.warm_start", "tasks.training.classifier"),
-}
+# Import edges (importer, imported) allowed to close a circle: none. An edge listed here that no
+# longer closes a circle fails the test until it is taken out.
+ALLOWED_CYCLE_EDGES: set[tuple[str, str]] = set()
 
 
 def run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
