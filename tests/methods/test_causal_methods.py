@@ -75,7 +75,10 @@ def reward_artifact(tiny_causal_lm: Path, tmp_path_factory: pytest.TempPathFacto
     return Path(train_causal(tok, base, method, spec, data.format, 96, out).path)
 
 
-@pytest.mark.parametrize("name", CAUSAL)
+# rlhf samples completions and trains a reward model first: the slow tier
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "rlhf" else n for n in CAUSAL]
+)
 def test_causal_method_trains_and_loads_back(
     name: str, tiny_causal_lm: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

@@ -17,6 +17,7 @@ from tasks.training.causal import fit, load_tokenizer, make_trainer, prepare_mod
 from tests.methods.test_causal_methods import data_spec
 
 STEPS = 6
+pytestmark = pytest.mark.slow  # each case trains twice, the stock way with checkpointing on
 
 
 def _spec(checkpointing: bool) -> TrainSpec:
