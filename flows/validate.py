@@ -23,7 +23,7 @@ def validate(
     method: str | None = None,
     base_model: BaseModelSpec | None = None,
     max_length: int | None = None,
-    seed: int = 42,
+    seed: int = settings.DEFAULT_SEED,
     gate: GateSpec | None = None,
     generation_rows: int | None = None,
 ) -> ValidationRef:

@@ -121,7 +121,7 @@ class DataRef:
         return pd.read_parquet(self.eval_path)
 
 
-def _is_url(source: str) -> bool:
+def is_url(source: str) -> bool:
     return "://" in source and not source.startswith("file://")
 
 
@@ -147,7 +147,7 @@ def expand_source(source: str) -> list[str]:
     references in the source are read from the environment here, when the data is read, so
     that the recipe Prefect stores holds the reference only."""
     source = expand_references(source, "data")
-    if _is_url(source):
+    if is_url(source):
         import fsspec
 
         fs, _, paths = fsspec.get_fs_token_paths(source)
@@ -178,7 +178,7 @@ def expand_source(source: str) -> list[str]:
 
 
 def _read_bytes(source: str) -> bytes:
-    if _is_url(source):
+    if is_url(source):
         import fsspec
 
         with fsspec.open(source, "rb") as handle:
@@ -369,7 +369,7 @@ def _read_file(
     source: str, issues: list[LoadIssue], max_record_bytes: int = MAX_RECORD_BYTES
 ) -> pd.DataFrame:
     suffix = Path(source.split("?")[0]).suffix.lower()
-    name = redact(source) if _is_url(source) else os.path.relpath(source)
+    name = redact(source) if is_url(source) else os.path.relpath(source)
     if suffix == ".parquet":
         try:
             frame = pd.read_parquet(io.BytesIO(_read_bytes(source)))
@@ -384,7 +384,7 @@ def _read_file(
     if suffix == ".jsonl":
         raw = _drop_long_lines(raw, max_record_bytes, name, issues)
         text = _decode(raw, name, issues)
-        if len(raw) >= ARROW_JSONL_BYTES and len(issues) == known and not _is_url(source):
+        if len(raw) >= ARROW_JSONL_BYTES and len(issues) == known and not is_url(source):
             frame = _read_jsonl_arrow(source, raw, name)
             if frame is not None:
                 return frame
@@ -442,7 +442,7 @@ def read_table(
     issues: list[LoadIssue] = []
     frames: list[pd.DataFrame] = []
     for file in files:
-        if not _is_url(file) and Path(file).is_dir():
+        if not is_url(file) and Path(file).is_dir():
             frames.append(_read_saved_dataset(file))
         else:
             frames.append(_read_file(file, issues, max_record_bytes))
@@ -462,7 +462,7 @@ def source_digest(source: str) -> str:
     a cached load."""
     digest = hashlib.sha256()
     for file in expand_source(source):
-        if not _is_url(file) and Path(file).is_dir():
+        if not is_url(file) and Path(file).is_dir():
             for part in sorted(Path(file).rglob("*")):
                 if part.is_file():
                     digest.update(part.read_bytes())
@@ -577,13 +577,15 @@ def _split_key(spec: DataSpec, seed: int, eval_hash: str | None) -> str:
     return f"split={spec.eval.split},seed={seed}"
 
 
-def fingerprint_of(spec: DataSpec, seed: int = 42) -> str:
+def fingerprint_of(spec: DataSpec, seed: int = settings.DEFAULT_SEED) -> str:
     """The data fingerprint: the sources' bytes (hashed, not parsed) and the loading settings."""
     eval_hash = source_digest(spec.eval) if isinstance(spec.eval, str) else None
     return _fingerprint(spec, source_digest(spec.train), _split_key(spec, seed, eval_hash))
 
 
-def cached(spec: DataSpec, seed: int = 42, fingerprint: str | None = None) -> DataRef | None:
+def cached(
+    spec: DataSpec, seed: int = settings.DEFAULT_SEED, fingerprint: str | None = None
+) -> DataRef | None:
     """The load of these exact bytes and settings done before; None when there is none."""
     if fingerprint is None:
         if not expand_source(spec.train):
@@ -609,7 +611,7 @@ def cached(spec: DataSpec, seed: int = 42, fingerprint: str | None = None) -> Da
     )
 
 
-def load(spec: DataSpec, seed: int = 42) -> DataRef:
+def load(spec: DataSpec, seed: int = settings.DEFAULT_SEED) -> DataRef:
     """Read, normalise, split and cache the data named by `spec` (unchanged sources come back
     from the cache without being parsed again; the sources are hashed once either way)."""
     fingerprint = fingerprint_of(spec, seed) if expand_source(spec.train) else ""
@@ -664,7 +666,7 @@ def load(spec: DataSpec, seed: int = 42) -> DataRef:
     retry_delay_seconds=[2, 10],
     retry_condition_fn=retry_unless_user_error,
 )
-def load_data(spec: DataSpec, seed: int = 42) -> DataRef:
+def load_data(spec: DataSpec, seed: int = settings.DEFAULT_SEED) -> DataRef:
     """Load the recipe's data (retried: sources may be remote)."""
     return load(spec, seed)
 
@@ -673,7 +675,7 @@ def check_sources(spec: DataSpec) -> None:
     """Fail fast, before any flow starts, when a local data path names nothing."""
     for key in ("train", "eval"):
         source = getattr(spec, key)
-        if isinstance(source, str) and not _is_url(source) and not expand_source(source):
+        if isinstance(source, str) and not is_url(source) and not expand_source(source):
             raise DataError(
                 f"data.{key}: nothing found at '{source}'; check the path (relative paths "
                 "resolve against the recipe's folder)"

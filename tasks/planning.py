@@ -117,7 +117,7 @@ def gate_figures(
     from tasks.validation import gate_needs
 
     needs = gate_needs(gate, data_format, n_eval, generation_rows)
-    metric = gate.metric or "accuracy"
+    metric = gate.metric_name
     used = int(needs["eval_rows_used"])
     gain = smallest_detectable_gain(metric, used, gate.beat_champion_by, gate.confidence)
     return {

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+DEFAULT_METRIC = "accuracy"  # the gate's metric when neither the recipe nor its method names one
+
 
 class GateSpec(BaseModel):
     """When a newly trained version may become `champion`."""
@@ -85,6 +87,12 @@ class GateSpec(BaseModel):
                 f"{self.beat_champion_by} (a gain at the margin can never clear it)"
             )
         return self
+
+    @property
+    def metric_name(self) -> str:
+        """The metric the gate compares: the recipe's (which the method's default fills), else
+        `DEFAULT_METRIC`."""
+        return self.metric or DEFAULT_METRIC
 
 
 # The guard bounding the drop on the eval set a continued run's parent version was judged on.
@@ -482,7 +490,7 @@ def decide_promotion(
     with `tuneline promote` after a look). For loss-like metrics (`LOWER_IS_BETTER`) the minimum
     is a maximum and beating is being lower. `previous` (a run started from a registered
     version) feeds the `previous_eval` guard."""
-    name = gate.metric or "accuracy"
+    name = gate.metric_name
     lower = name in LOWER_IS_BETTER
     if name not in candidate:
         return Decision(False, [f"metric '{name}' was not measured for the candidate"])

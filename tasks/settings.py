@@ -16,6 +16,8 @@ from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
+DEFAULT_SEED = 42  # training, shuffling, splits and sampling, when the recipe names no seed
+
 
 def home() -> Path:
     """The folder holding everything tuneline writes locally; a `TunelineError` naming it when it

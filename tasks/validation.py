@@ -61,7 +61,7 @@ def gate_needs(
     show `gate.detect_gain`, and the rows the gate metric is measured on."""
     if gate is None:
         return {}
-    metric = gate.metric or "accuracy"
+    metric = gate.metric_name
     needed = rows_needed(metric, gate.detect_gain, gate.beat_champion_by, gate.confidence)
     used = n_eval
     subset = data_format == "preference" or metric not in LOWER_IS_BETTER

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tasks import settings
-from tasks.data import expand_source
+from tasks.data import expand_source, is_url
 
 EVENT = "tuneline.data.landed"
 MARKER = "_SUCCESS"
@@ -43,10 +43,6 @@ log = logging.getLogger("tuneline.watch")
 
 def resource_id(recipe_name: str) -> str:
     return f"tuneline.recipe.{recipe_name}"
-
-
-def _is_url(source: str) -> bool:
-    return "://" in source and not source.startswith("file://")
 
 
 def _stamp(info: dict[str, Any]) -> float:
@@ -73,7 +69,7 @@ def snapshot(source: str) -> dict[str, list[float]]:
     names still being written left out."""
     files = [f for f in expand_source(source) if not in_progress_name(f)]
     out: dict[str, list[float]] = {}
-    if _is_url(source):
+    if is_url(source):
         import fsspec
 
         for file in files:
@@ -94,7 +90,7 @@ def snapshot(source: str) -> dict[str, list[float]]:
 
 
 def _marker_time(source: str) -> float:
-    if _is_url(source):
+    if is_url(source):
         import fsspec
 
         fs, path = fsspec.core.url_to_fs(source.rstrip("/") + "/" + MARKER)
@@ -113,7 +109,7 @@ def _state_file(name: str) -> Path:
 def _tail(file: str, size: int) -> tuple[bytes, bytes]:
     """The first 4 and the last `TAIL_BYTES` bytes of `file`."""
     start = max(0, size - TAIL_BYTES)
-    if _is_url(file):
+    if is_url(file):
         import fsspec
 
         fs, path = fsspec.core.url_to_fs(file)
@@ -125,7 +121,7 @@ def _tail(file: str, size: int) -> tuple[bytes, bytes]:
 
 
 def _read_all(file: str) -> bytes:
-    if _is_url(file):
+    if is_url(file):
         import fsspec
 
         with fsspec.open(file, "rb") as handle:

@@ -15,6 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tasks.promotion import DEFAULT_METRIC
+from tasks.settings import DEFAULT_SEED
+
 # `train.init_from`: the base model, this model's champion, or one registered version.
 INIT_FROM = re.compile(r"base|champion|models:/[A-Za-z0-9][A-Za-z0-9._-]{0,99}/[1-9][0-9]*")
 ArtifactKind = Literal["adapter", "weights", "probe"]
@@ -54,7 +57,7 @@ class MethodSpec:
     tasks: tuple[str, ...] = ("classification",)
     formats: tuple[str, ...] = ("classification",)  # data formats the method trains on
     objective: Objective = "classify"
-    default_metric: str = "accuracy"  # the gate's metric when the recipe names none
+    default_metric: str = DEFAULT_METRIC  # the gate's metric when the recipe names none
     callbacks: Callable[[Any], list[Any]] | None = None
     fit: Callable[..., Any] | None = None
     # causal-LM methods: the trl trainer the method trains with, from `causal_config.TrainerInputs`
@@ -102,7 +105,9 @@ class TrainSpec(BaseModel):
     eval_batch_size: int = Field(default=64, ge=1, le=4096, description="Examples per eval batch.")
     weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay.")
     warmup_ratio: float = Field(default=0.06, ge=0, lt=1, description="Share of steps warming up.")
-    seed: int = Field(default=42, description="Seed for initialisation, shuffling and splits.")
+    seed: int = Field(
+        default=DEFAULT_SEED, description="Seed for initialisation, shuffling and splits."
+    )
     group_by_length: bool = Field(
         default=True, description="Batch examples of similar length together (less padding)."
     )
