@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -93,57 +94,54 @@ def deploy_to_pool(
         )
     check_api(os.environ["PREFECT_API_URL"].rstrip("/"))
     recipes = [load_recipe(p) for p in (paths or shipped_recipes())]
-    flow: Any = finetune
-    if image is None:
-        flow = finetune.from_source(source=source or str(PROJECT_ROOT), entrypoint=ENTRYPOINT)
-    ids = []
-    for recipe in recipes:
-        deployment_id = flow.deploy(
-            work_pool_name=pool,
-            image=image,
-            build=False,
-            push=False,
-            job_variables=job_variables or {},
-            print_next_steps=False,
-            **deployment_settings(recipe),
-        )
-        ids.append(str(deployment_id))
+    target = _PoolTarget(pool, image, job_variables or {}, source)
+    ids = [target.deploy(finetune, ENTRYPOINT, **deployment_settings(r)) for r in recipes]
     watched = [r for r in recipes if r.deploy.on_new_data]
     if not watched:
         return ids, None
-    return ids, deploy_watcher(watched, pool, image, job_variables, source, watch_interval)
+    return ids, deploy_watcher(watched, target, watch_interval)
 
 
-def deploy_watcher(
-    recipes: list[Recipe],
-    pool: str,
-    image: str | None,
-    job_variables: dict[str, Any] | None,
-    source: str | None,
-    interval: float,
-) -> str:
+@dataclass(frozen=True)
+class _PoolTarget:
+    """Where `tuneline deploy` puts flows: a work pool, run from this project's folder (`source`)
+    or from `image`, with the pool's job variables."""
+
+    pool: str
+    image: str | None
+    job_variables: dict[str, Any]
+    source: str | None
+
+    def deploy(self, flow: Any, entrypoint: str, **settings: Any) -> str:
+        if self.image is None:
+            flow = flow.from_source(source=self.source or str(PROJECT_ROOT), entrypoint=entrypoint)
+        deployment_id = flow.deploy(
+            work_pool_name=self.pool,
+            image=self.image,
+            build=False,
+            push=False,
+            job_variables=self.job_variables,
+            print_next_steps=False,
+            **settings,
+        )
+        return str(deployment_id)
+
+
+def deploy_watcher(recipes: list[Recipe], target: _PoolTarget, interval: float) -> str:
     """The `watch` flow as a deployment of the pool, every `interval` seconds: it looks at the
     curated data of the recipes that retrain on new data and emits the event their deployments'
     triggers wait for. Its data-watch state lives in the worker's TUNELINE_HOME."""
     from flows.watch import watch
 
-    flow: Any = watch
-    if image is None:
-        flow = watch.from_source(source=source or str(PROJECT_ROOT), entrypoint=WATCH_ENTRYPOINT)
-    deployment_id = flow.deploy(
+    return target.deploy(
+        watch,
+        WATCH_ENTRYPOINT,
         name=WATCHER,
-        work_pool_name=pool,
-        image=image,
-        build=False,
-        push=False,
-        job_variables=job_variables or {},
-        print_next_steps=False,
         description="Looks for new curated data of: " + ", ".join(r.name for r in recipes),
         parameters={"recipes": [r.model_dump(mode="json", by_alias=True) for r in recipes]},
         interval=timedelta(seconds=interval),
         tags=["tuneline", "watch"],
     )
-    return str(deployment_id)
 
 
 def finetune_deployment(recipe: Recipe) -> Any:

@@ -283,3 +283,27 @@ def scheduling_prefect_server(tmp_path_factory: pytest.TempPathFactory):
         yield url, log
     finally:
         stop_prefect_server(proc)
+
+
+def watched_recipe(folder: Path, name: str) -> tuple[Path, list[dict]]:
+    """A recipe that retrains on new data: 240 keyword rows in `folder/curated/`, an eval file and
+    a tiny encoder; returns the recipe and all 360 rows (rows 240-300 are the next batch to land)."""
+    from tasks.tiny import build_tiny_encoder
+
+    rows = keyword_rows(360)
+    write_jsonl(folder / "curated" / "part-0.jsonl", rows[:240])
+    write_jsonl(folder / "eval.jsonl", rows[300:])
+    encoder = build_tiny_encoder(folder / "tiny-encoder", [r["text"] for r in rows])
+    recipe = folder / "recipe.yaml"
+    recipe.write_text(
+        f"""name: {name}
+base_model: {{path: {encoder}}}
+data: {{train: curated, eval: eval.jsonl, labels: [negative, positive]}}
+tokenize: {{max_length: 32}}
+method: {{name: full}}
+train: {{max_steps: 20, batch_size: 16, learning_rate: 5.0e-3}}
+register: {{gate: {{metric: accuracy, beat_base: false}}}}
+deploy: {{on_new_data: true, quiet_seconds: 4}}
+"""
+    )
+    return recipe, rows

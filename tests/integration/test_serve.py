@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import keyword_rows, write_jsonl
+from tests.conftest import watched_recipe, write_jsonl
 
 pytestmark = pytest.mark.integration
 
@@ -37,24 +37,7 @@ def test_serve_runs_on_api_trigger_and_on_new_data(
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.deployments import run_deployment
 
-    from tasks.tiny import build_tiny_encoder
-
-    rows = keyword_rows(360)
-    write_jsonl(tmp_path / "curated" / "part-0.jsonl", rows[:240])
-    write_jsonl(tmp_path / "eval.jsonl", rows[300:])
-    encoder = build_tiny_encoder(tmp_path / "tiny-encoder", [r["text"] for r in rows])
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(
-        f"""name: served-classifier
-base_model: {{path: {encoder}}}
-data: {{train: curated, eval: eval.jsonl, labels: [negative, positive]}}
-tokenize: {{max_length: 32}}
-method: {{name: full}}
-train: {{max_steps: 20, batch_size: 16, learning_rate: 5.0e-3}}
-register: {{gate: {{metric: accuracy, beat_base: false}}}}
-deploy: {{on_new_data: true, quiet_seconds: 4}}
-"""
-    )
+    recipe, rows = watched_recipe(tmp_path, "served-classifier")
     monkeypatch.setenv("PREFECT_API_URL", prefect_server)
     env = {**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
     log = tmp_path / "serve.log"

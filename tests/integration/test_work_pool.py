@@ -1,30 +1,35 @@
-"""A recipe deployed to a Prefect `process` work pool and run by a real worker: a real Prefect
-server, `tuneline deploy`, `prefect worker start`, a run started through the API, completed by
-the worker, its model registered."""
+"""Recipes deployed to a Prefect `process` work pool and run by a real worker: a real Prefect
+server, `tuneline deploy`, `prefect worker start`; a run started through the API, and a run
+started by new curated data through the deployed `watch` flow, completed by the worker and
+registered."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import watched_recipe, write_jsonl
 from tests.integration.test_run_cli import registered_versions
 
 pytestmark = pytest.mark.integration
 
+PREFECT = str(Path(sys.executable).parent / "prefect")
 
-def test_a_process_worker_runs_a_deployed_recipe(
-    keyword_recipe: Path, prefect_server: str, tuneline_home: Path, tmp_path: Path
-) -> None:
-    env = {**os.environ, "PREFECT_API_URL": prefect_server}
-    prefect = str(Path(sys.executable).parent / "prefect")
+
+def deploy_to_a_new_pool(
+    recipe: Path, env: dict[str, str], tmp_path: Path, *options: str
+) -> tuple[str, str]:
+    """A fresh `process` pool with the recipe deployed to it: (pool name, deploy's stdout)."""
     pool = f"pool-{tmp_path.name[-12:].replace('_', '-')}"
     created = subprocess.run(
-        [prefect, "work-pool", "create", pool, "--type", "process"],
+        [PREFECT, "work-pool", "create", pool, "--type", "process"],
         env=env,
         capture_output=True,
         text=True,
@@ -32,7 +37,7 @@ def test_a_process_worker_runs_a_deployed_recipe(
     )
     assert created.returncode == 0, created.stdout + created.stderr
     deployed = subprocess.run(
-        [sys.executable, "-m", "tuneline", "deploy", str(keyword_recipe), "--pool", pool],
+        [sys.executable, "-m", "tuneline", "deploy", str(recipe), "--pool", pool, *options],
         env=env,
         capture_output=True,
         text=True,
@@ -40,39 +45,50 @@ def test_a_process_worker_runs_a_deployed_recipe(
     )
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr[-3000:]
     assert "1 deployment(s)" in deployed.stdout
+    return pool, deployed.stdout
 
-    log = (tmp_path / "worker.log").open("wb")
+
+@contextlib.contextmanager
+def a_worker(pool: str, env: dict[str, str], log: Path) -> Iterator[None]:
+    """`prefect worker start` on the pool for the block's duration."""
     worker = subprocess.Popen(
-        [prefect, "worker", "start", "--pool", pool, "--type", "process"],
+        [PREFECT, "worker", "start", "--pool", pool, "--type", "process"],
         env=env,
-        stdout=log,
+        stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
-        from prefect.client.orchestration import get_client
-        from prefect.deployments import run_deployment
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        with temporary_settings({PREFECT_API_URL: prefect_server}):
-            flow_run = run_deployment("finetune/keyword-classifier", timeout=0)
-            deadline = time.monotonic() + 480
-            state = None
-            while time.monotonic() < deadline:
-                with get_client(sync_client=True) as client:
-                    state = client.read_flow_run(flow_run.id).state
-                if state is not None and state.is_final():
-                    break
-                time.sleep(3)
-        assert state is not None and state.is_completed(), (
-            f"{state}\n{(tmp_path / 'worker.log').read_text()[-4000:]}"
-        )
+        yield
     finally:
         worker.terminate()
         try:
             worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker.kill()
+
+
+def test_a_process_worker_runs_a_deployed_recipe(
+    keyword_recipe: Path, prefect_server: str, tuneline_home: Path, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    pool, _ = deploy_to_a_new_pool(keyword_recipe, env, tmp_path)
+    log = tmp_path / "worker.log"
+    with a_worker(pool, env, log), temporary_settings({PREFECT_API_URL: prefect_server}):
+        flow_run = run_deployment("finetune/keyword-classifier", timeout=0)
+        deadline = time.monotonic() + 480
+        state = None
+        while time.monotonic() < deadline:
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(flow_run.id).state
+            if state is not None and state.is_final():
+                break
+            time.sleep(3)
+    assert state is not None and state.is_completed(), f"{state}\n{log.read_text()[-4000:]}"
     assert len(registered_versions("keyword-classifier")) == 1
 
 
@@ -86,83 +102,39 @@ def test_new_data_starts_a_pool_run_through_the_deployed_watcher(
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from tasks.tiny import build_tiny_encoder
-    from tests.conftest import keyword_rows, write_jsonl
-
     server, _ = scheduling_prefect_server
-    rows = keyword_rows(360)
-    write_jsonl(tmp_path / "curated" / "part-0.jsonl", rows[:240])
-    write_jsonl(tmp_path / "eval.jsonl", rows[300:])
-    encoder = build_tiny_encoder(tmp_path / "tiny-encoder", [r["text"] for r in rows])
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(
-        f"""name: pool-watched
-base_model: {{path: {encoder}}}
-data: {{train: curated, eval: eval.jsonl, labels: [negative, positive]}}
-tokenize: {{max_length: 32}}
-method: {{name: full}}
-train: {{max_steps: 20, batch_size: 16, learning_rate: 5.0e-3}}
-register: {{gate: {{metric: accuracy, beat_base: false}}}}
-deploy: {{on_new_data: true, quiet_seconds: 4}}
-"""
-    )
+    recipe, rows = watched_recipe(tmp_path, "pool-watched")
     env = {**os.environ, "PREFECT_API_URL": server, "PREFECT_WORKER_QUERY_SECONDS": "2"}
-    prefect = str(Path(sys.executable).parent / "prefect")
-    pool = f"pool-{tmp_path.name[-12:].replace('_', '-')}"
-    created = subprocess.run(
-        [prefect, "work-pool", "create", pool, "--type", "process"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert created.returncode == 0, created.stdout + created.stderr
-    command = [sys.executable, "-m", "tuneline", "deploy", str(recipe), "--pool", pool]
-    deployed = subprocess.run(
-        [*command, "--watch-interval", "5"], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert deployed.returncode == 0, deployed.stdout + deployed.stderr[-3000:]
-    assert "1 deployment(s)" in deployed.stdout
-    assert "every 5 s by deployment watch/curated-data" in deployed.stdout
-
+    pool, said = deploy_to_a_new_pool(recipe, env, tmp_path, "--watch-interval", "5")
+    assert "every 5 s by deployment watch/curated-data" in said
     log = tmp_path / "worker.log"
-    worker = subprocess.Popen(
-        [prefect, "worker", "start", "--pool", pool, "--type", "process"],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        with temporary_settings({PREFECT_API_URL: server}), get_client(sync_client=True) as client:
-            watcher = client.read_deployment_by_name("watch/curated-data")
-            finetune = client.read_deployment_by_name("finetune/pool-watched")
+    with (
+        a_worker(pool, env, log),
+        temporary_settings({PREFECT_API_URL: server}),
+        get_client(sync_client=True) as client,
+    ):
+        watcher = client.read_deployment_by_name("watch/curated-data")
+        finetune = client.read_deployment_by_name("finetune/pool-watched")
 
-            def runs(deployment_id, completed: bool = True) -> list:
-                found = client.read_flow_runs(
-                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
-                )
-                return [r for r in found if not completed or (r.state and r.state.is_completed())]
+        def runs(deployment_id, completed: bool = True) -> list:
+            found = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+            )
+            return [r for r in found if not completed or (r.state and r.state.is_completed())]
 
-            def wait(check, seconds: float, what: str) -> None:
-                deadline = time.monotonic() + seconds
-                while time.monotonic() < deadline:
-                    if check():
-                        return
-                    time.sleep(2)
-                raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-4000:]}")
+        def wait(check, seconds: float, what: str) -> None:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                if check():
+                    return
+                time.sleep(2)
+            raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-4000:]}")
 
-            # the first look records what is there: nothing starts
-            wait(lambda: len(runs(watcher.id)) >= 1, 240, "the watcher's first run")
-            assert runs(finetune.id, completed=False) == []
-            # new curated data lands, with its marker: the next look starts a pool run
-            write_jsonl(tmp_path / "curated" / "part-1.jsonl", rows[240:300])
-            (tmp_path / "curated" / "_SUCCESS").touch()
-            wait(lambda: len(runs(finetune.id)) >= 1, 420, "the data-triggered pool run")
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        # the first look records what is there: nothing starts
+        wait(lambda: len(runs(watcher.id)) >= 1, 240, "the watcher's first run")
+        assert runs(finetune.id, completed=False) == []
+        # new curated data lands, with its marker: the next look starts a pool run
+        write_jsonl(tmp_path / "curated" / "part-1.jsonl", rows[240:300])
+        (tmp_path / "curated" / "_SUCCESS").touch()
+        wait(lambda: len(runs(finetune.id)) >= 1, 420, "the data-triggered pool run")
     assert len(registered_versions("pool-watched")) == 1
