@@ -32,6 +32,8 @@ class Report:
     n_train: int
     n_eval: int
     checks: list[CheckResult]
+    # the Great Expectations runs behind the checks, (split, context): for Data Docs, not saved
+    gx_runs: list[tuple[str, Any]] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:

@@ -62,6 +62,10 @@ class ContractData:
     eval_rows_needed: int | None = None
     eval_rows_used: int | None = None
     gate_target: str = ""
+    # what the checks of one run share (the train sample, MinHashes and their LSH index), and the
+    # GX runs behind its report: kept with the run, never between runs
+    shared: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    gx_runs: list[tuple[str, Any]] = field(default_factory=list, repr=False, compare=False)
 
 
 # -- the text a row is judged by -----------------------------------------------------------------
@@ -109,16 +113,12 @@ def _sample(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
     return frame if len(frame) <= rows else frame.sample(n=rows, random_state=0)
 
 
-_SAMPLES: dict[tuple[int, int], pd.DataFrame] = {}
-
-
 def _train_sample(data: ContractData, rows: int) -> pd.DataFrame:
     """The same uniform train sample for every sampled check of one run."""
-    key = (id(data.train), rows)
-    if key not in _SAMPLES:
-        _SAMPLES.clear()
-        _SAMPLES[key] = _sample(data.train.dropna(subset=[TEXT]), rows)
-    return _SAMPLES[key]
+    key = ("sample", rows)
+    if key not in data.shared:
+        data.shared[key] = _sample(data.train.dropna(subset=[TEXT]), rows)
+    return data.shared[key]
 
 
 def _sample_note(frame: pd.DataFrame, sampled: pd.DataFrame) -> str:
@@ -188,7 +188,11 @@ def _gx_frame(frame: pd.DataFrame, expectations: list[Any]) -> pd.DataFrame:
     return out
 
 
-def _run_gx(frame: pd.DataFrame, expectations: list[Any], split: str) -> list[Any]:
+def _run_gx(
+    frame: pd.DataFrame, expectations: list[Any], split: str, runs: list[tuple[str, Any]]
+) -> list[Any]:
+    """Run the expectations on `frame` with an ephemeral GX context; the context is added to
+    `runs` (for Data Docs)."""
     if not expectations:
         return []
     wheres = frame[WHERE]  # looked up for the few example rows only
@@ -218,15 +222,11 @@ def _run_gx(frame: pd.DataFrame, expectations: list[Any], split: str) -> list[An
             "partial_unexpected_count": 5,
         },
     )
-    GX_RESULTS.append((split, context, result))
+    runs.append((split, context))
     for item in result.results:  # row ids back to file:line for the report
         for entry in item.result.get("partial_unexpected_index_list") or []:
             entry[WHERE] = wheres.iloc[int(entry.pop(ROW))]
     return list(result.results)
-
-
-# The last runs' GX contexts and results, for building Data Docs (see data_docs()).
-GX_RESULTS: list[tuple[str, Any, Any]] = []
 
 
 def _examples(result: dict[str, Any]) -> list[str]:
@@ -539,24 +539,22 @@ def _minhashes(texts: list[Any], cfg: NearDuplicates) -> list[Any]:
     return [LeanMinHash(seed=template.seed, hashvalues=v, scheme="affine32") for v in values]
 
 
-_LSH_CACHE: dict[tuple[int, int, int, int, float], tuple[list[Any], Any]] = {}
-
-
-def _train_index(frame: pd.DataFrame, cfg: NearDuplicates) -> tuple[list[Any], Any]:
+def _train_index(
+    data: ContractData, frame: pd.DataFrame, cfg: NearDuplicates
+) -> tuple[list[Any], Any]:
     """MinHashes of the train sample and their LSH index, shared by the near-duplicate and the
     near-contamination checks when their settings agree."""
     from datasketch import MinHashLSH
 
-    key = (id(frame), len(frame), cfg.num_perm, cfg.shingle, cfg.threshold)
-    if key not in _LSH_CACHE:
-        _LSH_CACHE.clear()
+    key = ("lsh", id(frame), len(frame), cfg.num_perm, cfg.shingle, cfg.threshold)
+    if key not in data.shared:
         hashes = _minhashes(list(frame[TEXT]), cfg)
         lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
         with lsh.insertion_session() as session:
             for i, m in enumerate(hashes):
                 session.insert(i, m)
-        _LSH_CACHE[key] = (hashes, lsh)
-    return _LSH_CACHE[key]
+        data.shared[key] = (hashes, lsh)
+    return data.shared[key]
 
 
 def _near_duplicates(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
@@ -564,7 +562,7 @@ def _near_duplicates(cfg: CheckConfig, data: ContractData) -> CheckResult | None
     frame = _train_sample(data, cfg.sample_rows)
     if len(frame) < 2:
         return None
-    hashes, lsh = _train_index(frame, cfg)
+    hashes, lsh = _train_index(data, frame, cfg)
     wheres = frame[WHERE]
     flagged: set[int] = set()
     examples: list[str] = []
@@ -593,7 +591,7 @@ def _contamination_near(cfg: CheckConfig, data: ContractData) -> CheckResult | N
     held = _sample(data.eval.dropna(subset=[TEXT]), cfg.sample_rows)
     if not len(train) or not len(held):
         return None
-    train_hashes, lsh = _train_index(train, cfg)
+    train_hashes, lsh = _train_index(data, train, cfg)
     train_where, held_where = train[WHERE], held[WHERE]
     leaked, examples = 0, list[str]()
     for i, m in enumerate(_minhashes(list(held[TEXT]), cfg)):
@@ -799,11 +797,6 @@ def run_contract(contract: Contract, data: ContractData) -> Report:
     data.required = [c for c in data.required if c in data.train.columns]
     data.text_fields = [c for c in data.text_fields if c in data.train.columns]
     active = {n: c for n, c in contract.checks.items() if c.severity != "off"}
-    # Samples and MinHashes are shared between the checks of this run only (keyed by frame id,
-    # which a later run may reuse).
-    GX_RESULTS.clear()
-    _SAMPLES.clear()
-    _LSH_CACHE.clear()
     collected: dict[str, list[Any]] = {}
     rows: dict[str, int] = {}
     for split, frame in (("train", data.train), ("eval", data.eval)):
@@ -815,7 +808,7 @@ def run_contract(contract: Contract, data: ContractData) -> Report:
             if name not in PLAIN_CHECKS
             for e in _gx_expectations(name, cfg, data, split)
         ]
-        for result in _run_gx(frame, [e for _, e in planned], split):
+        for result in _run_gx(frame, [e for _, e in planned], split, data.gx_runs):
             check = result.expectation_config.meta["check"]
             collected.setdefault(check, []).append(result)
         for name in {n for n, _ in planned}:
@@ -828,17 +821,17 @@ def run_contract(contract: Contract, data: ContractData) -> Report:
                 results.append(outcome)
         elif collected.get(name):
             results.append(_interpret_gx(name, cfg, collected[name], rows.get(name, 0)))
-    return Report(contract.name, len(data.train), len(data.eval), results)
+    return Report(contract.name, len(data.train), len(data.eval), results, data.gx_runs)
 
 
-def data_docs(target: Any) -> list[str]:
-    """Build Great Expectations Data Docs for the last run's suites into `target`; returns the
+def data_docs(report: Report, target: Any) -> list[str]:
+    """Build Great Expectations Data Docs for the report's suites into `target`; returns the
     index pages written (one site per split)."""
     import shutil
     from pathlib import Path
 
     pages = []
-    for split, context, _result in GX_RESULTS:
+    for split, context in report.gx_runs:
         context.build_data_docs()
         for site in context.get_docs_sites_urls():
             source = Path(str(site["site_url"]).removeprefix("file://")).parent

@@ -118,7 +118,7 @@ def save_report(report: Report, folder: Path) -> tuple[Path, Path, list[str]]:
     json_path, html_path = folder / "data_contract.json", folder / "data_contract.html"
     json_path.write_text(report.to_json())
     html_path.write_text(report.to_html())
-    return json_path, html_path, data_docs(folder / "data_docs")
+    return json_path, html_path, data_docs(report, folder / "data_docs")
 
 
 @task(name="validate_data")

@@ -56,8 +56,6 @@ def _data(train: list[str], held: list[str]) -> ContractData:
         )
         return runner._with_text(out, "classification")
 
-    runner._SAMPLES.clear()  # keyed by frame id, which a later example may reuse
-    runner._LSH_CACHE.clear()
     return ContractData("classification", frame(train, "train"), frame(held, "eval"), ["text"])
 
 
