@@ -79,7 +79,7 @@ def method_settings(recipe: Recipe, name: str) -> tuple[MethodConfig, float]:
             f"--methods: '{name}' needs settings with no default ({', '.join(required)}); "
             f"compare it from a recipe whose method block is '{name}'"
         )
-    return spec.config(), spec.default_learning_rate
+    return spec.config.model_validate({"name": name}), spec.default_learning_rate
 
 
 def table_rows(rows: list[ComparisonRow], base: dict[str, float]) -> list[dict[str, Any]]:

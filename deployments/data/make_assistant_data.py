@@ -160,7 +160,7 @@ def write_jsonl(path: Path, rows: list[dict[str, object]]) -> None:
 
 
 def examples(rng: random.Random, n: int, seen: set[str]) -> list[tuple[str, str, str, str]]:
-    out = []
+    out: list[tuple[str, str, str, str]] = []
     while len(out) < n:
         item = task(rng)
         key = prompt_of(item[0], item[1])

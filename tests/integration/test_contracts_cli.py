@@ -270,3 +270,7 @@ def test_good_data_passes(fmt: str, rows: list[dict], tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["passed"] is True and not report["errors"]
+    # Great Expectations' Data Docs of this run's suites, beside the report
+    html = next(line for line in proc.stdout.splitlines() if line.startswith("Report: "))
+    docs = Path(html.removeprefix("Report: ")).parent / "data_docs"
+    assert (docs / "gx_train" / "index.html").is_file(), sorted(docs.glob("*"))

@@ -42,7 +42,7 @@ def test_layers_import_one_way() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_mypy_on_tasks_and_contracts() -> None:
+def test_mypy_on_every_package() -> None:
     proc = run("mypy")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
