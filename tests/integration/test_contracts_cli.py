@@ -264,13 +264,13 @@ def test_bad_input_exits_2_naming_check_and_place(case: str, tmp_path: Path) -> 
         ),
     ],
 )
-def test_good_data_passes(fmt: str, rows: list[dict], tmp_path: Path) -> None:
+def test_good_data_passes(fmt: str, rows: list[dict], tmp_path: Path, tuneline_home: Path) -> None:
     data = write_jsonl(tmp_path / f"{fmt}.jsonl", rows)
     proc = validate("--data", str(data), "--format", fmt, "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["passed"] is True and not report["errors"]
     # Great Expectations' Data Docs of this run's suites, beside the report
-    html = next(line for line in proc.stdout.splitlines() if line.startswith("Report: "))
-    docs = Path(html.removeprefix("Report: ")).parent / "data_docs"
-    assert (docs / "gx_train" / "index.html").is_file(), sorted(docs.glob("*"))
+    reports = list(tuneline_home.rglob("data_contract.html"))
+    assert len(reports) == 1, reports
+    assert (reports[0].parent / "data_docs" / "gx_train" / "index.html").is_file()
