@@ -48,9 +48,10 @@ def evaluate_model(
 ) -> EvalResult:
     """Evaluate the trained model and the base on the held-out split; log both to MLflow and the
     before/after table to Prefect."""
-    result = evaluate(artifact, data, tokenized, base, spec, seed, Path(out_dir))
-    if is_causal_artifact(artifact):
+    if is_causal_artifact(artifact):  # the manifest read once, for both evaluating and logging
+        result = evaluate_causal(artifact, tokenized, base, spec, seed, Path(out_dir))
         report_causal(result, run_id)
     else:
+        result = evaluate_classifier(artifact, data, base, spec, seed, Path(out_dir))
         report_classifier(result, Path(out_dir), run_id)
     return result
