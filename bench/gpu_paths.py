@@ -40,8 +40,8 @@ CONFIGS = {
 
 
 def rows() -> list[dict[str, str]]:
-    from tasks.rendering import alpaca_prompt
-    from tasks.training.sft import ALPACA_TEMPLATE
+    from tasks.models.prompts import alpaca_prompt
+    from tasks.training.causal.sft import ALPACA_TEMPLATE
 
     data = ROOT / "deployments" / "data" / "assistant" / "train.alpaca.jsonl"
     out = []
@@ -56,7 +56,7 @@ def build_model(folder: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from tasks.tiny import build_tiny_causal_lm, default_corpus
+    from tasks.models.tiny import build_tiny_causal_lm, default_corpus
 
     tiny = build_tiny_causal_lm(folder / "tiny", default_corpus())
     tokenizer = AutoTokenizer.from_pretrained(str(tiny))
@@ -87,8 +87,8 @@ def run(name: str, path: Path, steps: int, data: list[dict[str, str]], work: Pat
     from trl import SFTConfig, SFTTrainer
 
     from tasks.training.base import PeakMemory, TrainSpec, loop_args
-    from tasks.training.causal_config import apply_weights, load_kwargs
-    from tasks.training.sft import SftMethod
+    from tasks.training.causal.config import apply_weights, load_kwargs
+    from tasks.training.causal.sft import SftMethod
 
     method_kwargs, train_kwargs = CONFIGS[name]
     method = SftMethod(**method_kwargs)

@@ -66,8 +66,8 @@ sys.path.insert(0, str(ROOT / "deployments" / "data"))
 
 import make_assistant_data as assistant  # noqa: E402
 
-from tasks.rendering import alpaca_prompt  # noqa: E402
-from tasks.training.sft import ALPACA_TEMPLATE  # noqa: E402
+from tasks.models.prompts import alpaca_prompt  # noqa: E402
+from tasks.training.causal.sft import ALPACA_TEMPLATE  # noqa: E402
 
 SETTINGS = {"r": 8, "alpha": 16, "batch": 8, "max_length": 256, "lr": 2e-4, "seed": 42}
 DATA_SEED = 2024  # not the shipped examples' seed (7): fresh rows of the same kinds

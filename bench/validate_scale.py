@@ -39,8 +39,8 @@ def main() -> None:
         import datasketch  # noqa: F401
         import great_expectations  # noqa: F401  (timed "after import", as the target says)
 
-        from tasks.data import DataSpec, load
-        from tasks.validation import validate
+        from tasks.data.load import DataSpec, load
+        from tasks.validation.contract import validate
 
         results = {}
         for n in [int(s) for s in args.sizes.split(",")]:

@@ -52,11 +52,11 @@ class ContractData:
     required: list[str]
     text_fields: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
-    issues: list[Any] = field(default_factory=list)  # tasks.data.LoadIssue-shaped
+    issues: list[Any] = field(default_factory=list)  # tasks.data.load.LoadIssue-shaped
     method: str | None = None
     count_tokens: Callable[[list[str]], list[int]] | None = None
     max_length: int | None = None
-    # what the promotion gate needs from the eval set (set by tasks.validation from the recipe's
+    # what the promotion gate needs from the eval set (set by tasks.validation.contract from the recipe's
     # gate): the fewest eval rows its test can show `gate_target` on, and how many rows of the
     # eval set the gate metric is measured on (causal LMs generate from the first rows only)
     eval_rows_needed: int | None = None
@@ -402,7 +402,7 @@ def _label_count(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
 
 def _eval_size(cfg: CheckConfig, data: ContractData) -> CheckResult | None:
     """Whether the eval set is large enough for the promotion gate to ever show the gain it is
-    asked to detect (see tasks.promotion.rows_needed)."""
+    asked to detect (see tasks.core.promotion.rows_needed)."""
     if data.eval_rows_needed is None:
         return None
     have = len(data.eval) if data.eval_rows_used is None else data.eval_rows_used

@@ -12,9 +12,9 @@ from typing import Any
 
 from flows.finetune import finetune
 from flows.recipe import Recipe, load_recipe
-from tasks.errors import TunelineError
-from tasks.prefect_api import check_api
-from tasks.watching import EVENT, check_recipes, resource_id
+from tasks.core.errors import TunelineError
+from tasks.data.watching import EVENT, check_recipes, resource_id
+from tasks.services.prefect_api import check_api
 
 SHIPPED = Path(__file__).resolve().parent
 PROJECT_ROOT = SHIPPED.parent

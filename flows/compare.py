@@ -12,14 +12,15 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
 from flows.recipe import Recipe
-from tasks import settings, tracking
-from tasks.data import load_data
-from tasks.errors import ContractFailed, RecipeError
-from tasks.evaluation_stage import evaluate_model
-from tasks.tokenization import tokenize_dataset
+from tasks.core import settings
+from tasks.core.errors import ContractFailed, RecipeError
+from tasks.data.load import load_data
+from tasks.evaluation.task import evaluate_model
+from tasks.services import tracking
+from tasks.tokenization.encoding import tokenize_dataset
 from tasks.training import METHODS, MethodConfig
-from tasks.training.stage import train_model
-from tasks.validation import validate_data
+from tasks.training.task import train_model
+from tasks.validation.contract import validate_data
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,15 @@ from typing import Any
 from prefect import flow, task
 
 from flows.recipe import Recipe
-from tasks import settings, tracking
-from tasks.approval import await_approval, find_awaited_version
-from tasks.continual import (
+from tasks.core import settings
+from tasks.core.errors import EXIT_GATE, EXIT_OK, ContractFailed
+from tasks.data.load import DataRef, load_data
+from tasks.evaluation.classifier import EvalResult
+from tasks.evaluation.task import evaluate_model
+from tasks.models.base import reference
+from tasks.planning.plan import plan_training, record_plan_outcome
+from tasks.registry.approval import await_approval, find_awaited_version
+from tasks.registry.continual import (
     InitPlan,
     evaluate_previous,
     fetch_parent,
@@ -23,13 +29,7 @@ from tasks.continual import (
     plan_init,
     resolve_init,
 )
-from tasks.data import DataRef, load_data
-from tasks.errors import EXIT_GATE, EXIT_OK, ContractFailed
-from tasks.evaluation import EvalResult
-from tasks.evaluation_stage import evaluate_model
-from tasks.models import reference
-from tasks.planning import plan_training, record_plan_outcome
-from tasks.registry import (
+from tasks.registry.register import (
     APPROVAL_POLICY,
     RegistrationRef,
     candidate_key,
@@ -39,10 +39,11 @@ from tasks.registry import (
     settle_candidate,
     stage_registration,
 )
-from tasks.tokenization import TokenizedRef, tokenize_dataset
+from tasks.services import tracking
+from tasks.tokenization.encoding import TokenizedRef, tokenize_dataset
 from tasks.training.base import TrainResult
-from tasks.training.stage import train_model
-from tasks.validation import validate_data
+from tasks.training.task import train_model
+from tasks.validation.contract import validate_data
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def find_registered_version(name: str, key: str) -> RegistrationRef | None:
 def unchanged_outcome(recipe: Recipe) -> FinetuneOutcome | None:
     """Without starting a flow: the outcome of a run that would find this recipe, data and code
     already registered (sources hashed, not parsed; one registry query), or None."""
-    from tasks.data import load
+    from tasks.data.load import load
 
     data = load(recipe.data, recipe.train.seed)
     init = plan_init(*init_arguments(recipe, data))

@@ -6,8 +6,8 @@ the warm-up steps in a scratch folder: no flow run, no MLflow run, nothing regis
 from __future__ import annotations
 
 from flows.recipe import Recipe
-from tasks.data import load
-from tasks.planning import (
+from tasks.data.load import load
+from tasks.planning.plan import (
     Plan,
     gate_figures,
     measure_warmup,
@@ -15,7 +15,7 @@ from tasks.planning import (
     train_lengths,
     with_estimate,
 )
-from tasks.tokenization import tokenize
+from tasks.tokenization.encoding import tokenize
 from tasks.training.base import device_name
 
 

@@ -22,13 +22,13 @@ from pydantic import (
 )
 
 from data_contracts import ContractSpec
-from tasks.data import DataSpec
-from tasks.errors import RecipeError
-from tasks.evaluation import EvaluateSpec
-from tasks.models import BaseModelSpec
-from tasks.registry import RegisterSpec
-from tasks.secrets import inline_credential, redact, secret_names
-from tasks.tokenization import TokenizeSpec
+from tasks.core.errors import RecipeError
+from tasks.core.secrets import inline_credential, redact, secret_names
+from tasks.data.load import DataSpec
+from tasks.evaluation.classifier import EvaluateSpec
+from tasks.models.base import BaseModelSpec
+from tasks.registry.register import RegisterSpec
+from tasks.tokenization.encoding import TokenizeSpec
 from tasks.training import METHODS, Method, TrainSpec
 from tasks.training.warm_start import check_continuable
 

@@ -7,12 +7,12 @@ from pathlib import Path
 from prefect import flow
 
 from data_contracts import ContractSpec
-from tasks import settings
-from tasks.data import DataSpec, load_data
-from tasks.errors import ContractFailed
-from tasks.models import BaseModelSpec
-from tasks.promotion import GateSpec
-from tasks.validation import ValidationRef, validate_data
+from tasks.core import settings
+from tasks.core.errors import ContractFailed
+from tasks.core.promotion import GateSpec
+from tasks.data.load import DataSpec, load_data
+from tasks.models.base import BaseModelSpec
+from tasks.validation.contract import ValidationRef, validate_data
 
 
 @flow(name="validate", log_prints=True)

@@ -1,5 +1,5 @@
 """The `watch` flow: one look at each recipe's curated data; emits `tuneline.data.landed` for the
-recipes whose data landed (see tasks.watching for the rules). `tuneline serve` makes the same
+recipes whose data landed (see tasks.data.watching for the rules). `tuneline serve` makes the same
 check in-process every few seconds; `tuneline deploy` deploys this flow to the work pool on an
 interval, so that data landing starts the pool's runs without a `serve` process."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 from prefect import flow, task
 
 from flows.recipe import Recipe
-from tasks.watching import check_recipes
+from tasks.data.watching import check_recipes
 
 
 @task(name="check_data")

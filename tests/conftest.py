@@ -54,7 +54,7 @@ def example_rows() -> dict[str, list[dict]]:
 
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory, example_rows: dict) -> Path:
-    from tasks.tiny import build_tiny_encoder
+    from tasks.models.tiny import build_tiny_encoder
 
     texts = [r["text"] for r in example_rows["train"] + example_rows["eval"]]
     return build_tiny_encoder(tmp_path_factory.mktemp("models") / "tiny-bert", texts)
@@ -62,7 +62,7 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory, example_rows: dict) -
 
 @pytest.fixture(scope="session")
 def tiny_causal_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tasks.tiny import build_tiny_causal_lm, default_corpus
+    from tasks.models.tiny import build_tiny_causal_lm, default_corpus
 
     return build_tiny_causal_lm(tmp_path_factory.mktemp("models") / "tiny-lm", default_corpus())
 
@@ -201,7 +201,7 @@ def keyword_rows(n: int, seed: int = 0) -> list[dict]:
 @pytest.fixture()
 def keyword_recipe(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A full fine-tuning recipe on keyword data and a tiny encoder trained for it."""
-    from tasks.tiny import build_tiny_encoder
+    from tasks.models.tiny import build_tiny_encoder
 
     rows = keyword_rows(300)
     write_jsonl(tmp_path / "data" / "train.jsonl", rows[:240])
@@ -288,7 +288,7 @@ def scheduling_prefect_server(tmp_path_factory: pytest.TempPathFactory):
 def watched_recipe(folder: Path, name: str) -> tuple[Path, list[dict]]:
     """A recipe that retrains on new data: 240 keyword rows in `folder/curated/`, an eval file and
     a tiny encoder; returns the recipe and all 360 rows (rows 240-300 are the next batch to land)."""
-    from tasks.tiny import build_tiny_encoder
+    from tasks.models.tiny import build_tiny_encoder
 
     rows = keyword_rows(360)
     write_jsonl(folder / "curated" / "part-0.jsonl", rows[:240])

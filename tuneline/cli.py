@@ -21,7 +21,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-# Prefect's 20 s wait for its temporary server is too short on a busy machine (tasks.prefect_api).
+# Prefect's 20 s wait for its temporary server is too short on a busy machine (tasks.services.prefect_api).
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 app = typer.Typer(
@@ -51,7 +51,7 @@ class _HideUserErrorTracebacks(logging.Filter):
     """Prefect logs a task's or flow's exception with its traceback; a user mistake gets none."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from tasks.errors import TunelineError
+        from tasks.core.errors import TunelineError
 
         if record.exc_info and isinstance(record.exc_info[1], TunelineError):
             record.exc_info = None
@@ -61,7 +61,7 @@ class _HideUserErrorTracebacks(logging.Filter):
 
 def _writable_home() -> None:
     """A read-only TUNELINE_HOME is one line now, not a traceback from the first write."""
-    from tasks import settings
+    from tasks.core import settings
 
     settings.home()
 
@@ -69,20 +69,20 @@ def _writable_home() -> None:
 def _start_prefect_api() -> None:
     """Begin starting the temporary Prefect server now (when one will be needed), so that it
     comes up while the command loads what it needs; `_prefect_api` waits for it."""
-    from tasks.prefect_api import start_in_background
+    from tasks.services.prefect_api import start_in_background
 
     start_in_background()
 
 
 def _prefect_api() -> None:
     """The Prefect API the next flow needs: PREFECT_API_URL answering, or a temporary server."""
-    from tasks.prefect_api import ensure_api
+    from tasks.services.prefect_api import ensure_api
 
     ensure_api()
 
 
 def _install_log_filter() -> None:
-    from tasks.secrets import install_log_redaction
+    from tasks.core.secrets import install_log_redaction
 
     hide = _HideUserErrorTracebacks()
     for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
@@ -94,12 +94,12 @@ def _install_log_filter() -> None:
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn a `TunelineError` into one clear block on stderr and its exit code."""
-    from tasks.errors import TunelineError
+    from tasks.core.errors import TunelineError
 
     try:
         yield
     except TunelineError as exc:
-        from tasks.secrets import redact
+        from tasks.core.secrets import redact
 
         err.print(
             f"[bold red]error:[/] {redact(exc.message)}",
@@ -121,7 +121,7 @@ def runs_end_on_interrupt() -> Iterator[None]:
     import signal
     import threading
 
-    from tasks import tracking
+    from tasks.services import tracking
 
     lock = threading.RLock()  # a second Ctrl-C may land while the first is being handled
     said: list[bool] = []
@@ -143,7 +143,7 @@ def runs_end_on_interrupt() -> Iterator[None]:
     def leave() -> None:
         end_runs()
         with contextlib.suppress(Exception):
-            from tasks.prefect_api import stop_background_start
+            from tasks.services.prefect_api import stop_background_start
 
             stop_background_start()
         sys.stdout.flush()
@@ -220,7 +220,7 @@ def run(
     """
     with user_errors():
         from flows.recipe import load_recipe
-        from tasks.data import check_sources
+        from tasks.data.load import check_sources
 
         parsed = load_recipe(recipe, set_ or [])
         check_sources(parsed.data)
@@ -235,7 +235,7 @@ def run(
             # starting a temporary Prefect server (seconds instead of ten).
             outcome = unchanged_outcome(parsed)
             if outcome is not None:
-                from tasks.prefect_api import stop_background_start
+                from tasks.services.prefect_api import stop_background_start
 
                 stop_background_start()
         if outcome is None:
@@ -270,13 +270,13 @@ def plan(
     """
     with user_errors():
         from flows.recipe import load_recipe
-        from tasks.data import check_sources
+        from tasks.data.load import check_sources
 
         parsed = load_recipe(recipe, set_ or [])
         check_sources(parsed.data)
         _writable_home()
         from flows.plan import plan_recipe
-        from tasks.planning import plan_lines
+        from tasks.planning.plan import plan_lines
 
         _install_log_filter()
         planned = plan_recipe(parsed)
@@ -317,8 +317,8 @@ def validate(
     with user_errors():
         from data_contracts import ContractSpec
         from flows.recipe import load_recipe
-        from tasks.data import DataSpec, check_sources
-        from tasks.errors import ContractFailed, RecipeError
+        from tasks.core.errors import ContractFailed, RecipeError
+        from tasks.data.load import DataSpec, check_sources
 
         if recipe is None and data is None:
             raise RecipeError("validate: name a RECIPE, or --data PATH (with --format, --contract)")
@@ -411,7 +411,7 @@ def compare(
         from flows.compare import compare as compare_flow
         from flows.compare import fitting_methods, method_settings, table_rows
         from flows.recipe import load_recipe
-        from tasks.data import check_sources
+        from tasks.data.load import check_sources
 
         parsed = load_recipe(recipe, set_ or [])
         check_sources(parsed.data)
@@ -464,7 +464,7 @@ def promote(
 ) -> None:
     """Make a version the champion (the current one keeps `previous-champion`)."""
     with user_errors():
-        from tasks.registry import promote as promote_version
+        from tasks.registry.register import promote as promote_version
 
         out.print(promote_version(name, version), highlight=False)
 
@@ -481,7 +481,7 @@ def approve(
     """Approve a version awaiting approval: it becomes champion (the current one keeps
     `previous-champion`), and the run waiting for the answer resumes."""
     with user_errors():
-        from tasks.approval import answer_from_terminal
+        from tasks.registry.approval import answer_from_terminal
 
         for line in answer_from_terminal(name, version, True, note, by):
             out.print(line, highlight=False, soft_wrap=True)
@@ -499,7 +499,7 @@ def reject(
     """Reject a version awaiting approval: champion stays, the version is tagged rejected with
     the note, and the run waiting for the answer resumes."""
     with user_errors():
-        from tasks.approval import answer_from_terminal
+        from tasks.registry.approval import answer_from_terminal
 
         for line in answer_from_terminal(name, version, False, note, by):
             out.print(line, highlight=False, soft_wrap=True)
@@ -509,7 +509,7 @@ def reject(
 def rollback(name: Annotated[str, typer.Argument(help="Registered model name.")]) -> None:
     """Give `champion` back to the version holding `previous-champion`."""
     with user_errors():
-        from tasks.registry import rollback as rollback_model
+        from tasks.registry.register import rollback as rollback_model
 
         out.print(rollback_model(name), highlight=False)
 
@@ -523,7 +523,7 @@ def models(
 ) -> None:
     """Registered versions with aliases, key metrics and data fingerprints."""
     with user_errors():
-        from tasks.registry import list_versions
+        from tasks.registry.register import list_versions
 
         rows = list_versions(name)
     if json_:
@@ -562,7 +562,7 @@ def predict(
     """Load any registered version and print its predictions, one per input line."""
     inputs = list(texts or []) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     with user_errors():
-        from tasks.serving import load_registered
+        from tasks.models.serving import load_registered
 
         model = load_registered(model_uri)
     predictions = list(model.predict(inputs)) if inputs else []
@@ -609,7 +609,7 @@ def deploy(
     with user_errors():
         from deployments.build import WATCHER, deploy_to_pool
         from flows.recipe import parse_value
-        from tasks.errors import RecipeError
+        from tasks.core.errors import RecipeError
 
         variables: dict[str, Any] = {}
         for item in job_variable or []:
@@ -644,7 +644,7 @@ def register(
     """Register a trained run whose registration could not reach MLflow (idempotent: a run
     already registered registers nothing again), applying the recipe's gate as the run would."""
     with user_errors():
-        from tasks.registry import register_pending
+        from tasks.registry.register import register_pending
 
         registered = register_pending(str(run_folder))
     if json_:
@@ -673,8 +673,8 @@ def tiny_model(
     """Build a tiny causal LM (2 layers) and a tokenizer trained on local text, for smoke runs
     and tests. Recipes can also name `tiny:causal-lm`, built on first use."""
     with user_errors():
-        from tasks import tiny
-        from tasks.errors import ModelError
+        from tasks.core.errors import ModelError
+        from tasks.models import tiny
 
         texts = tiny.default_corpus()
         if corpus:
@@ -719,7 +719,7 @@ def _redacting_excepthook(kind: Any, value: Any, traceback: Any) -> None:
     """A bug's traceback, with any secret it quotes (a tracking URI's password) masked."""
     import traceback as tb
 
-    from tasks.secrets import redact
+    from tasks.core.secrets import redact
 
     sys.stderr.write(redact("".join(tb.format_exception(kind, value, traceback))))
 

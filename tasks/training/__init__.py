@@ -7,23 +7,18 @@ from typing import TYPE_CHECKING, Annotated, Union
 
 from pydantic import Field
 
-from tasks.training import (
+from tasks.training.base import BuildContext, MethodConfig, MethodSpec, TrainResult, TrainSpec
+from tasks.training.causal import dpo, kto, pretrain, reward, rlhf, sft
+from tasks.training.encoder import (
     adalora,
-    dpo,
     full,
     ia3,
-    kto,
     last_layers,
     lora,
     prefix_tuning,
-    pretrain,
     probe,
     prompt_tuning,
-    reward,
-    rlhf,
-    sft,
 )
-from tasks.training.base import BuildContext, MethodConfig, MethodSpec, TrainResult, TrainSpec
 
 METHODS: dict[str, MethodSpec] = {
     "probe": probe.SPEC,

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tasks.promotion import DEFAULT_METRIC
-from tasks.settings import DEFAULT_SEED
+from tasks.core.promotion import DEFAULT_METRIC
+from tasks.core.settings import DEFAULT_SEED
 
 # `train.init_from`: the base model, this model's champion, or one registered version.
 INIT_FROM = re.compile(r"base|champion|models:/[A-Za-z0-9][A-Za-z0-9._-]{0,99}/[1-9][0-9]*")

@@ -17,9 +17,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import TunelineError
-from tasks.models import BaseModelSpec
-from tasks.tokenization import TokenizedRef
+from tasks.core.errors import TunelineError
+from tasks.models.base import BaseModelSpec
+from tasks.tokenization.encoding import TokenizedRef
 from tasks.training.base import TrainResult, TrainSpec, is_main_process
 
 RESULT = "train_result.json"
@@ -105,7 +105,7 @@ def train_here(
     from tasks.training import is_causal
 
     if is_causal(method.name):
-        from tasks.training.causal import train_causal
+        from tasks.training.causal.runner import train_causal
 
         return train_causal(
             tokenized,
@@ -118,7 +118,7 @@ def train_here(
             checkpoint_dir,
             extra.get("init"),
         )
-    from tasks.training.classifier import train_classifier
+    from tasks.training.encoder.runner import train_classifier
 
     return train_classifier(
         tokenized,

@@ -1,15 +1,15 @@
 """Starting training from a trained tuneline artifact instead of the base model (`train.init_from`
 naming a registered version): its full weights, or its peft adapter loaded as trainable, so the
 run continues that model on the recipe's data. Finding and downloading the version is
-`tasks.continual`'s job; this module only turns the artifact into a model to train."""
+`tasks.registry.continual`'s job; this module only turns the artifact into a model to train."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from tasks.artifacts import read_manifest
-from tasks.errors import ModelError
+from tasks.core.errors import ModelError
+from tasks.models.artifacts import read_manifest
 from tasks.training import METHODS
 
 

@@ -44,7 +44,7 @@ def run(recipe: str) -> dict:
 def test_reward_then_rlhf_then_sft_register_and_load(tuneline_home: Path) -> None:
     import mlflow
 
-    from tasks import settings
+    from tasks.core import settings
 
     reward = run("assistant-reward.yaml")
     assert reward["status"] == "promoted" and reward["model_version"] == "1"

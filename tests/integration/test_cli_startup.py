@@ -114,7 +114,7 @@ def start_burners(seconds: float) -> list[subprocess.Popen[bytes]]:
 def test_validate_works_while_every_core_is_busy(tmp_path: Path) -> None:
     # a fresh Prefect home: the temporary server also creates its database, the slowest start.
     # `validate` is the cheapest command that needs the temporary server; `run` and `compare`
-    # start it the same way (tasks.prefect_api.ensure_api).
+    # start it the same way (tasks.services.prefect_api.ensure_api).
     env = {"PREFECT_HOME": str(tmp_path / "prefect")}
     burners = start_burners(seconds=360)
     try:

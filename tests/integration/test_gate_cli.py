@@ -29,14 +29,14 @@ def ambiguous_rows() -> list[dict]:
 
 
 def word_encoder(folder: Path, texts: list[str]) -> Path:
-    """A tiny BERT encoder (as tasks.tiny builds) with one token per word, in sorted order: the
+    """A tiny BERT encoder (as tasks.models.tiny builds) with one token per word, in sorted order: the
     same texts always give the same model (a trained WordPiece vocabulary differs from one build
     to the next), so the runs below are reproducible."""
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-    from tasks.tiny import SPECIAL_ENCODER
+    from tasks.models.tiny import SPECIAL_ENCODER
 
     words = sorted({w for text in texts for w in text.lower().split()})
     vocab = {token: i for i, token in enumerate(SPECIAL_ENCODER + words)}
@@ -100,7 +100,7 @@ def outcome(proc) -> dict:
 def test_a_retrain_with_another_seed_does_not_take_champion_on_a_row_or_two(
     forty_row_recipe: Path,
 ) -> None:
-    from tasks import tracking
+    from tasks.services import tracking
 
     first = tuneline("run", str(forty_row_recipe), "--json")
     assert first.returncode == 0, first.stderr[-3000:]

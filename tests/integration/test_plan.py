@@ -35,7 +35,7 @@ def servers(mlflow_server: str, prefect_server: str, monkeypatch: pytest.MonkeyP
 
 
 def all_runs() -> list:
-    from tasks import tracking
+    from tasks.services import tracking
 
     mlc = tracking.client()
     experiments = [e.experiment_id for e in mlc.search_experiments()]
@@ -73,7 +73,7 @@ def test_plan_matches_the_run_and_the_run_records_estimate_against_actual(
     assert plan["warmup"]["warmup_steps_timed"] == 3
     # planning trains only in a scratch folder: no run, no model, no run folder, no checkpoint
     assert all_runs() == []
-    from tasks import tracking
+    from tasks.services import tracking
 
     assert tracking.client().search_registered_models() == []
     assert not (tuneline_home / "runs").exists() and not (tuneline_home / "checkpoints").exists()

@@ -251,7 +251,7 @@ def test_damaged_registration_file_is_one_clear_line(
 
 def _version_with(name: str, key: str, tmp_path: Path, **tags: str) -> str:
     """A registered version as `register` leaves it, on the embedded store (no training)."""
-    from tasks import tracking
+    from tasks.services import tracking
 
     mlc = tracking.client()
     with contextlib.suppress(Exception):  # exists already
@@ -263,7 +263,8 @@ def _version_with(name: str, key: str, tmp_path: Path, **tags: str) -> str:
 
 
 def test_settle_completes_a_pending_promotion_unless_champion_moved_on(tmp_path: Path) -> None:
-    from tasks import registry, tracking
+    from tasks.registry import register as registry
+    from tasks.services import tracking
 
     mlc = tracking.client()
     name = "settle"

@@ -26,7 +26,7 @@ def tuneline(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def versions(name: str) -> list:
-    from tasks import tracking
+    from tasks.services import tracking
 
     try:
         return tracking.client().search_model_versions(f"name = '{name}'")
@@ -100,7 +100,7 @@ def test_two_runs_at_once_register_once(keyword_recipe: Path) -> None:
     assert len(registered) == 1, "the same candidate was registered twice"
     assert {o["model_version"] for o in outcomes} == {"1"}
     assert sum(1 for o in outcomes if o["promoted"]) == 1
-    from tasks import tracking
+    from tasks.services import tracking
 
     champion = tracking.client().get_model_version_by_alias("keyword-classifier", "champion")
     assert str(champion.version) == "1"

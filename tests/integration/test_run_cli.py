@@ -28,7 +28,7 @@ def tuneline(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 
 
 def registered_versions(name: str) -> list:
-    from tasks import tracking
+    from tasks.services import tracking
 
     client = tracking.client()
     try:
@@ -54,7 +54,8 @@ def test_run_registers_a_model_that_loads_and_predicts(tiny_recipe: Path) -> Non
 
     import mlflow
 
-    from tasks import settings, tracking
+    from tasks.core import settings
+    from tasks.services import tracking
 
     mlflow.set_tracking_uri(settings.tracking_uri())
     model = mlflow.pyfunc.load_model("models:/tiny-sentiment/1")
@@ -137,7 +138,7 @@ def test_compare_runs_methods_on_shared_tokenization(tiny_recipe: Path) -> None:
     for row in rows:
         assert set(row["metrics"]) == {"accuracy", "f1"}
         assert 0 < row["trainable_share"] <= 1
-    from tasks import tracking
+    from tasks.services import tracking
 
     client = tracking.client()
     children = [client.get_run(r["mlflow_run_id"]) for r in rows]

@@ -88,7 +88,7 @@ def test_no_planted_secret_in_mlflow_prefect_files_or_output(
     prefect_server: str,
     tuneline_home: Path,
 ) -> None:
-    from tasks.tiny import build_tiny_encoder
+    from tasks.models.tiny import build_tiny_encoder
 
     env = {
         **os.environ,
@@ -132,7 +132,7 @@ register: {{gate: {{beat_base: false, detect_gain: 0.15}}}}
     import mlflow
     from mlflow import MlflowClient
 
-    from tasks import settings
+    from tasks.core import settings
 
     outcome = json.loads(proc.stdout.strip().splitlines()[-1])
     mlflow.set_tracking_uri(settings.tracking_uri())

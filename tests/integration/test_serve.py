@@ -103,6 +103,6 @@ def _deployment(client, name: str):
 
 
 def _versions(name: str) -> int:
-    from tasks import tracking
+    from tasks.services import tracking
 
     return len(tracking.client().search_model_versions(f"name = '{name}'"))

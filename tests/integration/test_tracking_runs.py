@@ -41,7 +41,7 @@ def test_read_only_working_folder_keeps_every_artifact_under_home(
     finally:
         cwd.chmod(stat.S_IRWXU)
     outcome = json.loads(proc.stdout.strip().splitlines()[-1])
-    from tasks import tracking
+    from tasks.services import tracking
 
     run = tracking.client().get_run(outcome["mlflow_run_id"])
     assert run.info.artifact_uri.startswith(tuneline_home.as_uri())
@@ -60,7 +60,7 @@ def complete_checkpoints(home: Path) -> list[int]:
 
 
 def mlflow_runs(experiment: str) -> list:
-    from tasks import tracking
+    from tasks.services import tracking
 
     mlc = tracking.client()
     found = mlc.get_experiment_by_name(experiment)
@@ -144,7 +144,7 @@ def test_prefect_shows_the_outcome_of_a_run_that_was_not_promoted(
     assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-3000:]
     outcome = json.loads(proc.stdout.strip().splitlines()[-1])
     assert outcome["status"] == "not_promoted" and outcome["model_version"] == "1"
-    from tasks import tracking
+    from tasks.services import tracking
 
     flow_run = tracking.client().get_run(outcome["mlflow_run_id"]).data.tags["prefect.flow_run_id"]
     expected = "registered tiny-sentiment v1, not promoted: "

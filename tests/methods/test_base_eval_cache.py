@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tasks import settings
-from tasks.data import DataSpec, load
-from tasks.evaluation import EvaluateSpec
-from tasks.lm_evaluation import evaluate_causal
-from tasks.models import BaseModelSpec
-from tasks.tokenization import TokenizeSpec, tokenize
+from tasks.core import settings
+from tasks.data.load import DataSpec, load
+from tasks.evaluation.causal import evaluate_causal
+from tasks.evaluation.classifier import EvaluateSpec
+from tasks.models.base import BaseModelSpec
+from tasks.tokenization.encoding import TokenizeSpec, tokenize
 from tasks.training import METHODS
 from tasks.training.base import TrainSpec
-from tasks.training.causal import train_causal
+from tasks.training.causal.runner import train_causal
 from tests.conftest import ASSISTANT_DATA, read_jsonl, write_jsonl
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasks import artifacts
-from tasks.data import DataSpec, load
-from tasks.inference import generate, reward_scores
-from tasks.models import BaseModelSpec
-from tasks.tokenization import TokenizeSpec, tokenize
+from tasks.data.load import DataSpec, load
+from tasks.models import artifacts
+from tasks.models.base import BaseModelSpec
+from tasks.models.inference import generate, reward_scores
+from tasks.tokenization.encoding import TokenizeSpec, tokenize
 from tasks.training import METHODS
 from tasks.training.base import TrainSpec
-from tasks.training.causal import (
+from tasks.training.causal.runner import (
     count_parameters,
     fit,
     load_tokenizer,
@@ -155,7 +155,7 @@ def test_labelled_positions_only_changes_cost_not_results(tiny_causal_lm: Path) 
     from transformers import AutoModelForCausalLM
     from trl.trainer import utils as trl_utils
 
-    from tasks.training.causal import labelled_positions_only
+    from tasks.training.causal.runner import labelled_positions_only
 
     cpu = torch.device("cpu")
     assert not trl_utils._use_triton(cpu)  # trl's own choice on CPU: every position

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasks import artifacts
-from tasks.data import DataSpec, load
-from tasks.models import BaseModelSpec
-from tasks.tokenization import TokenizeSpec, tokenize
+from tasks.data.load import DataSpec, load
+from tasks.models import artifacts
+from tasks.models.base import BaseModelSpec
+from tasks.tokenization.encoding import TokenizeSpec, tokenize
 from tasks.training import METHODS
 from tasks.training.base import TrainSpec
-from tasks.training.classifier import (
+from tasks.training.encoder.runner import (
     count_parameters,
     fit_method,
     prepare_model,

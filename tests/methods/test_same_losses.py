@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks.data import load
-from tasks.models import BaseModelSpec
-from tasks.tokenization import TokenizeSpec, tokenize
+from tasks.data.load import load
+from tasks.models.base import BaseModelSpec
+from tasks.tokenization.encoding import TokenizeSpec, tokenize
 from tasks.training import METHODS
 from tasks.training.base import TrainSpec
-from tasks.training.causal import fit, load_tokenizer, make_trainer, prepare_model
+from tasks.training.causal.runner import fit, load_tokenizer, make_trainer, prepare_model
 from tests.methods.test_causal_methods import data_spec
 
 STEPS = 6

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasks import artifacts
-from tasks.data import DataSpec, load
-from tasks.models import BaseModelSpec
-from tasks.tokenization import TokenizeSpec, tokenize
+from tasks.data.load import DataSpec, load
+from tasks.models import artifacts
+from tasks.models.base import BaseModelSpec
+from tasks.tokenization.encoding import TokenizeSpec, tokenize
 from tasks.training import METHODS
 from tasks.training.base import TrainSpec
-from tasks.training.causal import load_tokenizer as load_causal_tokenizer
-from tasks.training.causal import prepare_model as prepare_causal
-from tasks.training.causal import train_causal
-from tasks.training.classifier import count_parameters, prepare_model, train_classifier
+from tasks.training.causal.runner import load_tokenizer as load_causal_tokenizer
+from tasks.training.causal.runner import prepare_model as prepare_causal
+from tasks.training.causal.runner import train_causal
+from tasks.training.encoder.runner import count_parameters, prepare_model, train_classifier
 from tests.conftest import EXAMPLE_DATA
 from tests.methods.test_causal_methods import data_spec
 

@@ -10,7 +10,7 @@ import pytest
 
 from deployments.build import finetune_deployment
 from flows.recipe import parse_recipe
-from tasks.errors import RecipeError
+from tasks.core.errors import RecipeError
 from tests.unit.test_recipe import GOOD
 
 REPO = Path(__file__).resolve().parents[2]

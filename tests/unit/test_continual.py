@@ -9,11 +9,17 @@ from pathlib import Path
 import pytest
 
 from flows.recipe import parse_recipe
-from tasks.continual import same_base
-from tasks.errors import ModelError, RecipeError
-from tasks.promotion import GateSpec, PreviousEval, RowScores, decide_promotion, rows_from_records
-from tasks.registry import candidate_key
-from tasks.training.lora import LoraMethod
+from tasks.core.errors import ModelError, RecipeError
+from tasks.core.promotion import (
+    GateSpec,
+    PreviousEval,
+    RowScores,
+    decide_promotion,
+    rows_from_records,
+)
+from tasks.registry.continual import same_base
+from tasks.registry.register import candidate_key
+from tasks.training.encoder.lora import LoraMethod
 from tasks.training.warm_start import check_artifact, check_continuable
 
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from data_contracts import ContractData, load_contract, run_contract
 from data_contracts.contract import NearDuplicates
 from data_contracts.runner import SPACE, _hash32, _minhashes, _norm, _normalised, _shingles
-from tasks import data as data_module
-from tasks.data import DataSpec, normalise, read_table
+from tasks.data import load as data_module
+from tasks.data.load import DataSpec, normalise, read_table
 
 WHITESPACE = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
 

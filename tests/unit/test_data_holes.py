@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from flows.recipe import parse_recipe
-from tasks.data import expand_source, read_table
-from tasks.errors import RecipeError
+from tasks.core.errors import RecipeError
+from tasks.data.load import expand_source, read_table
 from tests.conftest import write_jsonl
 
 ROWS = [{"text": f"row number {i}", "label": "positive" if i % 2 else "negative"} for i in range(6)]
@@ -96,7 +96,7 @@ BOM = b"\xef\xbb\xbf"
 def test_jsonl_with_a_byte_order_mark_is_read(
     arrow: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks import data as data_module
+    from tasks.data import load as data_module
 
     path = tmp_path / "train.jsonl"
     path.write_bytes(BOM + "".join(json.dumps(r) + "\r\n" for r in ROWS).encode())
@@ -128,7 +128,7 @@ def test_csv_json_txt_with_a_byte_order_mark_are_read(suffix: str, tmp_path: Pat
 def test_an_over_long_jsonl_line_is_refused_at_its_line(
     arrow: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks import data as data_module
+    from tasks.data import load as data_module
 
     if arrow:
         monkeypatch.setattr(data_module, "ARROW_JSONL_BYTES", 0)
@@ -160,7 +160,7 @@ def test_an_over_long_record_in_csv_json_txt_is_refused(suffix: str, tmp_path: P
 
 
 def test_the_limit_is_a_recipe_field_and_reaches_the_loader(tmp_path: Path) -> None:
-    from tasks.data import DataSpec, load
+    from tasks.data.load import DataSpec, load
 
     path = write_jsonl(tmp_path / "train.jsonl", [*ROWS, {"text": "z" * 500, "label": "negative"}])
     loaded = load(DataSpec(train=str(path), eval=None, max_record_bytes=400))

@@ -8,7 +8,7 @@ import pytest
 
 from deployments.build import finetune_deployment, shipped_recipes
 from flows.recipe import load_recipe, parse_recipe
-from tasks.watching import EVENT, resource_id
+from tasks.data.watching import EVENT, resource_id
 
 
 def test_there_are_shipped_recipes() -> None:

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flows.recipe import Recipe, parse_recipe
-from tasks.data import DataSpec, read_source
-from tasks.errors import DataError, RecipeError
+from tasks.core.errors import DataError, RecipeError
+from tasks.data.load import DataSpec, read_source
 
 FUZZ = settings(
     max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -121,7 +121,7 @@ def test_loaders_survive_random_bytes(suffix: str, raw: bytes, tmp_path: Path) -
 @FUZZ
 @given(records=st.lists(json_values, max_size=8))
 def test_jsonl_records_of_any_shape_normalise(records: list, tmp_path: Path) -> None:
-    from tasks.data import normalise
+    from tasks.data.load import normalise
 
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))

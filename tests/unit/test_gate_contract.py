@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from data_contracts import ContractData, load_contract, run_contract
-from tasks.promotion import GateSpec
-from tasks.validation import gate_needs
+from tasks.core.promotion import GateSpec
+from tasks.validation.contract import gate_needs
 from tests.conftest import REPO, keyword_rows
 
 
@@ -108,7 +108,7 @@ def test_training_data_with_one_label_is_a_contract_error(labels: list[str] | No
 @pytest.mark.parametrize("recipe", sorted(p.name for p in (REPO / "deployments").glob("*.yaml")))
 def test_every_shipped_recipe_has_an_eval_set_its_gate_can_decide_on(recipe: str) -> None:
     from flows.recipe import load_recipe
-    from tasks.data import load
+    from tasks.data.load import load
 
     parsed = load_recipe(REPO / "deployments" / recipe)
     data = load(parsed.data, parsed.train.seed)

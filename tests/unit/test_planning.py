@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks import planning
-from tasks.promotion import GateSpec, rows_needed
+from tasks.core.promotion import GateSpec, rows_needed
+from tasks.planning import plan as planning
 from tasks.training import warmup
 
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tasks.promotion import (
+from tasks.core.promotion import (
     GateSpec,
     RowScores,
     decide_promotion,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from flows.recipe import Recipe, load_recipe, parse_recipe
-from tasks.errors import RecipeError
+from tasks.core.errors import RecipeError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,7 +110,7 @@ def test_fingerprint_ignores_schedule_but_not_training() -> None:
     "path", sorted((REPO / "deployments").glob("*.yaml")), ids=lambda p: p.name
 )
 def test_every_shipped_recipe_parses_and_its_data_exists(path: Path) -> None:
-    from tasks.data import check_sources
+    from tasks.data.load import check_sources
 
     recipe = load_recipe(path)
     assert isinstance(recipe, Recipe)

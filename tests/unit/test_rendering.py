@@ -5,9 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tasks.errors import DataError
-from tasks.rendering import alpaca_prompt, chat_pair, render_lm, render_preference, shared_prompt
-from tasks.training.sft import ALPACA_TEMPLATE
+from tasks.core.errors import DataError
+from tasks.models.prompts import (
+    alpaca_prompt,
+    chat_pair,
+    render_lm,
+    render_preference,
+    shared_prompt,
+)
+from tasks.training.causal.sft import ALPACA_TEMPLATE
 
 
 def test_implicit_prompt_is_cut_after_the_assistant_marker_not_mid_word() -> None:

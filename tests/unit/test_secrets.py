@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from tasks.secrets import MASK, RedactingFilter, redact, redact_obj, remember
+from tasks.core.secrets import MASK, RedactingFilter, redact, redact_obj, remember
 
 
 def test_url_credentials_and_env_secrets_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:

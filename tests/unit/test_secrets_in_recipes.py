@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from flows.recipe import parse_recipe
-from tasks.data import DataSpec, expand_source, load
-from tasks.errors import DataError, RecipeError
-from tasks.secrets import MASK, inline_credential, redact
+from tasks.core.errors import DataError, RecipeError
+from tasks.core.secrets import MASK, inline_credential, redact
+from tasks.data.load import DataSpec, expand_source, load
 from tests.conftest import write_jsonl
 
 RECIPE = """\
@@ -84,7 +84,7 @@ def test_the_description_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_references_are_read_at_load_time_and_masked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks import secrets
+    from tasks.core import secrets
 
     monkeypatch.setattr(secrets, "_known", set())  # what this test remembers stays here
     rows = [{"text": f"row {i}", "label": "a" if i % 2 else "b"} for i in range(6)]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import settings, tracking
+from tasks.core import settings
+from tasks.services import tracking
 
 
 def _fresh(monkeypatch: pytest.MonkeyPatch, home: Path, cache: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from tasks.secrets import RedactingFilter
+from tasks.core.secrets import RedactingFilter
 
 
 def test_logged_traceback_quoting_a_uri_password_is_masked() -> None:

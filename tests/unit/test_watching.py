@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.watching import MARKER, incomplete_reason, poll
+from tasks.data.watching import MARKER, incomplete_reason, poll
 
 ROW = '{"text": "x", "label": "y"}\n'
 

@@ -1,0 +1,2 @@
+"""Plain helpers every stage uses (errors, secrets, settings, atomic files, locks,
+plots, the promotion gate's statistics): they import neither Prefect nor torch."""

@@ -1,0 +1,2 @@
+"""The tokenization stage: encoder and causal encoding (encoding) and its
+Prefect task (task)."""

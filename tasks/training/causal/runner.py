@@ -1,0 +1,340 @@
+"""The causal-LM training loop every causal method shares: load the base (4-bit when asked and
+able), apply the method's weights choice, run the trl trainer its module builds (`SPEC.trainer`),
+and save the artifact (an adapter linked to its base, or full weights). Checkpoints and resume
+work as for the encoders (`tasks.training.checkpoints`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tasks.core import atomic
+from tasks.models import artifacts
+from tasks.models import base as models
+from tasks.models.base import BaseModelSpec
+from tasks.tokenization.encoding import TokenizedRef, load_split
+from tasks.training import METHODS, checkpoints
+from tasks.training.base import (
+    BuildContext,
+    FitStats,
+    PeakMemory,
+    TrainResult,
+    TrainSpec,
+    count_parameters,
+    is_main_process,
+    loop_args,
+    threads_for_the_load,
+    total_steps,
+)
+from tasks.training.causal.config import CausalMethod, TrainerInputs, load_kwargs
+
+log = logging.getLogger(__name__)
+
+
+class TokenCounter:
+    """Wraps a trainer's collator to count real and padded tokens of training batches."""
+
+    def __init__(self, collator: Any, model: Any) -> None:
+        self.collator = collator
+        self.model = model
+        self.real_tokens = 0
+        self.total_tokens = 0
+
+    def __call__(self, features: list[dict[str, Any]]) -> Any:
+        batch = self.collator(features)
+        if self.model.training and isinstance(batch, dict):
+            masks = [v for k, v in batch.items() if k.endswith("attention_mask")]
+            if masks:
+                self.real_tokens += sum(int(m.sum()) for m in masks)
+                self.total_tokens += sum(int(m.numel()) for m in masks)
+            elif "input_ids" in batch:  # padding-free: one packed row, no padding
+                self.real_tokens += int(batch["input_ids"].numel())
+                self.total_tokens += int(batch["input_ids"].numel())
+        return batch
+
+    @property
+    def padding_share(self) -> float:
+        return 1.0 - self.real_tokens / self.total_tokens if self.total_tokens else 0.0
+
+
+def load_tokenizer(base: BaseModelSpec) -> Any:
+    """The base tokenizer with a pad token (EOS when the model has none)."""
+    tokenizer = models.load_tokenizer(base)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base(base: BaseModelSpec, method: CausalMethod, tokenizer: Any, seed: int) -> Any:
+    """The base model in the form the objective trains: a language model, or for a reward model
+    the same network with a one-output scoring head (seeded)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, set_seed
+
+    set_seed(seed)
+    if METHODS[method.name].objective == "score":
+        model = models.load_pretrained(
+            AutoModelForSequenceClassification, base, num_labels=1, **load_kwargs(method)
+        )
+    else:
+        model = models.load_pretrained(AutoModelForCausalLM, base, **load_kwargs(method))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def prepare_model(
+    base: BaseModelSpec,
+    method: CausalMethod,
+    tokenizer: Any,
+    seed: int,
+    steps: int,
+    init: str | None = None,
+) -> Any:
+    """The base model with the method's weights choice applied; with `init` (a trained artifact
+    of the same method), that model's weights instead of the base's."""
+    if init is not None:
+        return causal_from(init, base, method, tokenizer, seed)
+    ctx = BuildContext(total_steps=steps, num_labels=1)
+    return METHODS[method.name].build(load_base(base, method, tokenizer, seed), method, ctx)
+
+
+# Devices where a batch's shapes may change from step to step at no cost (nothing is compiled per
+# shape, unlike XLA devices).
+_EAGER_DEVICES = ("cpu", "cuda", "xpu", "mps")
+
+
+@contextmanager
+def labelled_positions_only() -> Iterator[None]:
+    """While it lasts, trl's fused LM head projects only the positions that carry a label.
+
+    trl does that only where its Triton kernels run (CUDA, XPU); on other devices it projects every
+    position, prompt and padding included, so that XLA devices see one shape. In eager PyTorch a
+    varying shape costs nothing, and in demonstrations most positions are prompt: the loss, its
+    gradients and the logged metrics are the same, for a fraction of the LM head's work."""
+    from trl.trainer import utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None:  # a trl without this switch: its own choice stands
+        yield
+        return
+
+    def compact(device: Any) -> bool:
+        return device.type in _EAGER_DEVICES or bool(original(device))
+
+    trl_utils._use_triton = compact
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
+
+
+def _eval_rows(tokenized: TokenizedRef, spec: TrainSpec, total: int) -> Any:
+    if not spec.eval_loss_points or total < 2:
+        return None
+    held = load_split(tokenized, "eval")
+    return held.select(range(min(len(held), spec.eval_loss_rows))) if len(held) else None
+
+
+def make_trainer(
+    model: Any,
+    tokenizer: Any,
+    method: Any,
+    spec: TrainSpec,
+    tokenized: TokenizedRef,
+    output_dir: str,
+    saving: bool,
+    max_length: int,
+    callbacks: list[Any],
+    base: BaseModelSpec,
+) -> Any:
+    """The trl trainer the method builds (its module's `trainer`), configured from the recipe."""
+    entry = METHODS[method.name]
+    assert entry.trainer is not None, f"{method.name} is not a causal-LM method"
+    train = load_split(tokenized, "train")
+    total = total_steps(len(train), spec)
+    held = _eval_rows(tokenized, spec, total) if entry.objective != "rl" else None
+    inputs = TrainerInputs(
+        model=model,
+        tokenizer=tokenizer,
+        method=method,
+        spec=spec,
+        train=train,
+        held=held,
+        shared=loop_args(spec, output_dir, saving, total, held is not None),
+        max_length=max_length,
+        callbacks=callbacks,
+        load_reference=lambda: load_base(base, method, tokenizer, spec.seed),
+    )
+    return entry.trainer(inputs)
+
+
+def fit(
+    model: Any,
+    tokenizer: Any,
+    tokenized: TokenizedRef,
+    method: Any,
+    spec: TrainSpec,
+    work: Path,
+    max_length: int,
+    base: BaseModelSpec,
+    checkpoint_dir: Path | None = None,
+) -> FitStats:
+    from transformers.trainer_callback import PrinterCallback
+
+    from tasks.training.warmup import StepTimer
+
+    saving = bool(spec.save_steps and checkpoint_dir is not None)
+    resume = checkpoints.latest_complete(checkpoint_dir) if saving and checkpoint_dir else None
+    resumed_from = checkpoints.marker_step(resume) if resume else 0
+    callbacks = checkpoints.callbacks(model, resume) if saving else []
+    output_dir = str(checkpoint_dir if saving else work / "trainer")
+    trainer = make_trainer(
+        model, tokenizer, method, spec, tokenized, output_dir, saving, max_length, callbacks, base
+    )
+    trainer.remove_callback(PrinterCallback)  # figures go to MLflow, not stdout
+    counter = TokenCounter(trainer.data_collator, trainer.model)
+    trainer.data_collator = counter
+    timer = StepTimer(lambda: counter.real_tokens)
+    trainer.add_callback(timer)
+    started = time.perf_counter()
+    with labelled_positions_only():
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    elapsed = time.perf_counter() - started
+    # Throughput counts training only: the held-out loss curve's evaluations run inside train().
+    evaluating = sum(float(h.get("eval_runtime", 0.0)) for h in trainer.state.log_history)
+    seconds = max(elapsed - evaluating, 1e-9)
+    logged = trainer.state.log_history
+    history = [{"step": float(h["step"]), "loss": float(h["loss"])} for h in logged if "loss" in h]
+    history += [
+        {"step": float(h["step"]), "eval_loss": float(h["eval_loss"])}
+        for h in logged
+        if "eval_loss" in h
+    ]
+    history += [
+        {"step": float(h["step"]), "reward": float(h["reward"])} for h in logged if "reward" in h
+    ]
+    return FitStats(
+        train_loss=float(output.training_loss),
+        steps=int(output.global_step),
+        seconds=seconds,
+        samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0))
+        * elapsed
+        / seconds,
+        padding_share=counter.padding_share,
+        tokens_per_second=counter.real_tokens / seconds if seconds else 0.0,
+        history=history,
+        resumed_from=resumed_from,
+        warmup=timer.figures(),
+    )
+
+
+def prompt_style(data_format: str) -> str:
+    return {"alpaca": "alpaca", "chat": "chat"}.get(data_format, "raw")
+
+
+def save(
+    model: Any,
+    tokenizer: Any,
+    target: Path,
+    manifest: dict[str, Any],
+    base: BaseModelSpec,
+    history: list[dict[str, float]],
+) -> None:
+    """Write the artifact to a staging folder and move it into place only when complete."""
+    with atomic.staged(target) as tmp:
+        model.save_pretrained(str(tmp / "model"), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        if manifest["kind"] == "adapter" and models.is_local(base):
+            shutil.copytree(models.resolve_model_path(base), tmp / "base")
+        (tmp / "history.json").write_text(json.dumps(history))
+        artifacts.write_manifest(tmp, manifest)
+
+
+def train_causal(
+    tokenized: TokenizedRef,
+    base: BaseModelSpec,
+    method: Any,
+    spec: TrainSpec,
+    data_format: str,
+    max_length: int,
+    out_dir: Path,
+    checkpoint_dir: Path | None = None,
+    init: str | None = None,
+) -> TrainResult:
+    """Build the method on the base model (or on the trained artifact `init`), train it and save
+    the artifact under `out_dir`."""
+    entry = METHODS[method.name]
+    tokenizer = load_tokenizer(base)
+    steps = total_steps(int(tokenized.stats.get("count", 0)), spec)
+    model = prepare_model(base, method, tokenizer, spec.seed, steps, init)
+    if spec.gradient_checkpointing and method.weights == "lora":
+        model.enable_input_require_grads()  # activations must carry grads into the adapter
+    trainable, total = count_parameters(model)
+    with threads_for_the_load(), PeakMemory() as memory:
+        stats = fit(
+            model, tokenizer, tokenized, method, spec, out_dir, max_length, base, checkpoint_dir
+        )
+    kind = "adapter" if method.weights == "lora" else "weights"
+    manifest = {
+        "task": "causal-lm",
+        "kind": kind,
+        "objective": entry.objective,
+        "method": method.model_dump(),
+        "max_length": max_length,
+        "prompt_style": prompt_style(data_format),
+        "prompt_template": getattr(method, "prompt_template", None),
+        "labels": [],
+        "base": {**models.reference(base), "trust_remote_code": base.trust_remote_code},
+    }
+    target = out_dir / "artifact"
+    if kind == "weights" and hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    if is_main_process():  # under `accelerate launch`, rank 0 alone writes
+        save(model, tokenizer, target, manifest, base, stats.history)
+        shutil.rmtree(out_dir / "trainer", ignore_errors=True)
+        if checkpoint_dir is not None:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return TrainResult(
+        path=str(target),
+        method=method.name,
+        artifact=kind,
+        trainable_params=trainable,
+        total_params=total,
+        train_loss=stats.train_loss,
+        steps=stats.steps,
+        train_seconds=stats.seconds,
+        train_samples_per_second=stats.samples_per_second,
+        padding_share=stats.padding_share,
+        tokens_per_second=stats.tokens_per_second,
+        extra={
+            "peak_rss_mb": memory.peak_rss_mb,
+            "peak_gpu_mb": memory.peak_gpu_mb,
+            "resumed_from_step": float(stats.resumed_from),
+            "quantized_4bit": float(bool(getattr(model, "is_loaded_in_4bit", False))),
+            **stats.warmup,
+        },
+    )
+
+
+def causal_from(artifact: str, base: BaseModelSpec, method: Any, tokenizer: Any, seed: int) -> Any:
+    """A causal LM to train, holding the artifact's weights: its LoRA adapter made trainable on
+    the base (4-bit when the recipe asks and the machine can), or its full weights."""
+    root = Path(artifact)
+    if artifacts.read_manifest(root)["kind"] == "adapter":
+        from peft import PeftModel, prepare_model_for_kbit_training
+
+        model = load_base(base, method, tokenizer, seed)
+        if getattr(model, "is_loaded_in_4bit", False):
+            model = prepare_model_for_kbit_training(model)
+        return PeftModel.from_pretrained(model, str(root / "model"), is_trainable=True)
+    from transformers import AutoModelForCausalLM, set_seed
+
+    set_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(str(root / "model"), use_safetensors=True)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model

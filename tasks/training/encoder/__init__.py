@@ -1,0 +1,2 @@
+"""Encoder (sequence classification) methods, one module per method,
+and the loop that trains them (runner)."""
