@@ -14,13 +14,13 @@ from prefect.artifacts import create_table_artifact
 from flows.recipe import Recipe
 from tasks.core import settings
 from tasks.core.errors import ContractFailed, RecipeError
-from tasks.data.load import load_data
+from tasks.data.task import load_data
 from tasks.evaluation.task import evaluate_model
 from tasks.services import tracking
-from tasks.tokenization.encoding import tokenize_dataset
+from tasks.tokenization.task import tokenize_dataset
 from tasks.training import METHODS, MethodConfig
 from tasks.training.task import train_model
-from tasks.validation.contract import validate_data
+from tasks.validation.task import validate_data
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,12 @@ from prefect import flow, task
 from flows.recipe import Recipe
 from tasks.core import settings
 from tasks.core.errors import EXIT_GATE, EXIT_OK, ContractFailed
-from tasks.data.load import DataRef, load_data
+from tasks.data.load import DataRef
+from tasks.data.task import load_data
 from tasks.evaluation.classifier import EvalResult
 from tasks.evaluation.task import evaluate_model
 from tasks.models.base import reference
-from tasks.planning.plan import plan_training, record_plan_outcome
+from tasks.planning.task import plan_training, record_plan_outcome
 from tasks.registry.approval import await_approval, find_awaited_version
 from tasks.registry.continual import (
     InitPlan,
@@ -33,17 +34,16 @@ from tasks.registry.register import (
     APPROVAL_POLICY,
     RegistrationRef,
     candidate_key,
-    publish_registration,
-    register_model,
     registration_line,
     settle_candidate,
-    stage_registration,
 )
+from tasks.registry.task import publish_registration, register_model, stage_registration
 from tasks.services import tracking
-from tasks.tokenization.encoding import TokenizedRef, tokenize_dataset
+from tasks.tokenization.encoding import TokenizedRef
+from tasks.tokenization.task import tokenize_dataset
 from tasks.training.base import TrainResult
 from tasks.training.task import train_model
-from tasks.validation.contract import validate_data
+from tasks.validation.task import validate_data
 
 
 @dataclass(frozen=True)

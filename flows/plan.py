@@ -15,6 +15,7 @@ from tasks.planning.plan import (
     train_lengths,
     with_estimate,
 )
+from tasks.services.secret_blocks import with_token
 from tasks.tokenization.encoding import tokenize
 from tasks.training.base import device_name
 
@@ -27,7 +28,8 @@ def gate_of(recipe: Recipe, n_eval: int) -> dict[str, object]:
 def plan_recipe(recipe: Recipe) -> Plan:
     """The full plan: data and tokens, steps, parameters, measured time and memory, the gate."""
     data = load(recipe.data, recipe.train.seed)
-    tokenized = tokenize(data, recipe.base_model, recipe.tokenize, recipe.method)
+    base = with_token(recipe.base_model)
+    tokenized = tokenize(data, base, recipe.tokenize, recipe.method)
     lengths, n_eval = train_lengths(tokenized, recipe.method)
     max_length = recipe.tokenize.max_length
     plan = static_plan(
@@ -43,7 +45,7 @@ def plan_recipe(recipe: Recipe) -> Plan:
     warmup, trainable, total = measure_warmup(
         kind,
         tokenized,
-        recipe.base_model,
+        base,
         recipe.method,
         recipe.train,
         max_length,

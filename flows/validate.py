@@ -10,9 +10,10 @@ from data_contracts import ContractSpec
 from tasks.core import settings
 from tasks.core.errors import ContractFailed
 from tasks.core.promotion import GateSpec
-from tasks.data.load import DataSpec, load_data
+from tasks.data.load import DataSpec
+from tasks.data.task import load_data
 from tasks.models.base import BaseModelSpec
-from tasks.validation.contract import ValidationRef, validate_data
+from tasks.validation.task import ValidationRef, validate_data
 
 
 @flow(name="validate", log_prints=True)

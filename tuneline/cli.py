@@ -464,7 +464,7 @@ def promote(
 ) -> None:
     """Make a version the champion (the current one keeps `previous-champion`)."""
     with user_errors():
-        from tasks.registry.register import promote as promote_version
+        from tasks.registry.aliases import promote as promote_version
 
         out.print(promote_version(name, version), highlight=False)
 
@@ -509,7 +509,7 @@ def reject(
 def rollback(name: Annotated[str, typer.Argument(help="Registered model name.")]) -> None:
     """Give `champion` back to the version holding `previous-champion`."""
     with user_errors():
-        from tasks.registry.register import rollback as rollback_model
+        from tasks.registry.aliases import rollback as rollback_model
 
         out.print(rollback_model(name), highlight=False)
 
@@ -523,7 +523,7 @@ def models(
 ) -> None:
     """Registered versions with aliases, key metrics and data fingerprints."""
     with user_errors():
-        from tasks.registry.register import list_versions
+        from tasks.registry.aliases import list_versions
 
         rows = list_versions(name)
     if json_:
@@ -644,7 +644,7 @@ def register(
     """Register a trained run whose registration could not reach MLflow (idempotent: a run
     already registered registers nothing again), applying the recipe's gate as the run would."""
     with user_errors():
-        from tasks.registry.register import register_pending
+        from tasks.registry.pending import register_pending
 
         registered = register_pending(str(run_folder))
     if json_:

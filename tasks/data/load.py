@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core import settings
 from tasks.core.atomic import staged
-from tasks.core.errors import DataError, retry_unless_user_error
+from tasks.core.errors import DataError
 from tasks.core.secrets import REFERENCE, redact, remember
 
 Format = Literal["classification", "prompt-completion", "alpaca", "chat", "preference", "text"]
@@ -658,17 +657,6 @@ def load(spec: DataSpec, seed: int = settings.DEFAULT_SEED) -> DataRef:
         issues=issues,
         sources=[spec.train] + ([spec.eval] if isinstance(spec.eval, str) else []),
     )
-
-
-@task(
-    name="load_data",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=retry_unless_user_error,
-)
-def load_data(spec: DataSpec, seed: int = settings.DEFAULT_SEED) -> DataRef:
-    """Load the recipe's data (retried: sources may be remote)."""
-    return load(spec, seed)
 
 
 def check_sources(spec: DataSpec) -> None:

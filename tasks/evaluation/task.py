@@ -17,6 +17,7 @@ from tasks.evaluation.classifier import (
 )
 from tasks.models.artifacts import read_manifest
 from tasks.models.base import BaseModelSpec
+from tasks.services.secret_blocks import with_token
 from tasks.tokenization.encoding import TokenizedRef
 
 
@@ -53,6 +54,7 @@ def evaluate_model(
 ) -> EvalResult:
     """Evaluate the trained model and the base on the held-out split; log both to MLflow and the
     before/after table to Prefect."""
+    base = with_token(base)
     if is_causal_artifact(artifact):  # the manifest read once, for both evaluating and logging
         result = evaluate_causal(artifact, tokenized, base, spec, seed, Path(out_dir))
         report_causal(result, run_id)

@@ -17,7 +17,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from tasks.core.errors import ModelError, first_line
 
@@ -52,6 +52,20 @@ class BaseModelSpec(BaseModel):
         description="Name of a Prefect Secret block holding the Hugging Face token for a gated "
         "or private model (default: `HF_TOKEN` from the environment). Never the token itself.",
     )
+
+    # The value of `token_secret`, read by the stage's task (`secret_blocks.with_token`) so that
+    # this package needs no Prefect: never part of the recipe, a dump or a Prefect parameter.
+    _token: str | None = PrivateAttr(default=None)
+
+    def with_token(self, token: str | None) -> BaseModelSpec:
+        """A copy that loads with `token` (the value of `token_secret`)."""
+        copy = self.model_copy()
+        copy._token = token
+        return copy
+
+    @property
+    def token(self) -> str | None:
+        return self._token
 
     @model_validator(mode="after")
     def _remote_code_needs_revision(self) -> BaseModelSpec:
@@ -134,9 +148,9 @@ def reference(spec: BaseModelSpec) -> dict[str, Any]:
 def pretrained_kwargs(spec: BaseModelSpec) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code}
     if spec.token_secret:
-        from tasks.services.secret_blocks import prefect_secret
-
-        kwargs["token"] = prefect_secret(spec.token_secret)
+        if spec.token is None:  # a task that loads a model resolves it first (with_token)
+            raise ModelError(f"base_model.token_secret '{spec.token_secret}' was not read")
+        kwargs["token"] = spec.token
     if spec.revision:
         kwargs["revision"] = spec.revision
     if not spec.allow_pickle:

@@ -29,6 +29,7 @@ from pydantic import Field
 from tasks.core import settings
 from tasks.core.errors import TunelineError, first_line
 from tasks.core.secrets import redact
+from tasks.registry import aliases
 from tasks.registry import register as registry
 from tasks.services import concurrency, tracking
 
@@ -84,7 +85,7 @@ def record_answer(
     """Apply a person's answer to a version awaiting approval (see the module docstring).
     Answering again the same way changes nothing; the other way is an `ApprovalError`."""
     with concurrency.exclusive(f"register-{name}"):
-        target = registry._version(name, version)
+        target = aliases.get_version(name, version)
         tags = dict(target.tags or {})
         verdict = APPROVED if approve else REJECTED
         if tags.get("approval") in {APPROVED, REJECTED}:
@@ -212,7 +213,7 @@ def request_approval(name: str, version: str, timeout: timedelta) -> str:
     from prefect.runtime import flow_run
 
     mlc = tracking.client()
-    target = registry._version(name, version)
+    target = aliases.get_version(name, version)
     tags = dict(target.tags or {})
     run_tags = {
         FLOW_RUN: str(flow_run.get_id()),
@@ -259,7 +260,7 @@ def form_description(name: str, target: Any, tags: dict[str, str], timeout: time
         if k.startswith("base_metric.")
     }
     before = tags.get(CHAMPION_BEFORE, "")
-    champion = registry._version(name, before) if before else None
+    champion = aliases.get_version(name, before) if before else None
     champion_metrics = registry.version_metrics(champion) if champion is not None else {}
     rows = "\n".join(
         f"| {k} | {_fmt(base.get(k))} | {_fmt(champion_metrics.get(k))} | {v:.4f} |"
@@ -345,7 +346,7 @@ def answer_from_terminal(
     via = "tuneline approve" if approve else "tuneline reject"
     answered = record_answer(name, version, approve, note, who, via)
     lines = [answered.message]
-    flow_run_id = (registry._version(name, version).tags or {}).get(FLOW_RUN)
+    flow_run_id = (aliases.get_version(name, version).tags or {}).get(FLOW_RUN)
     if flow_run_id:
         answer = {"decision": "approve" if approve else "reject", "note": note, "reviewer": who}
         lines.append(resume_waiting_run(flow_run_id, answer))

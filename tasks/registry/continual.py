@@ -31,6 +31,7 @@ from tasks.evaluation.classifier import ROW_TABLES, EvalResult, EvaluateSpec
 from tasks.models.base import BaseModelSpec, reference
 from tasks.registry.register import current_champion, version_metrics, with_registry_retries
 from tasks.services import tracking
+from tasks.services.secret_blocks import with_token
 from tasks.tokenization.encoding import TokenizeSpec
 
 EVAL_SET = "eval/eval_set.parquet"
@@ -392,7 +393,15 @@ def evaluate_previous(
     if plan.parent is None:
         return evaluated
     info = measure_previous(
-        artifact, plan.parent, data, base, spec, tokenize_spec, method, seed, Path(out_dir)
+        artifact,
+        plan.parent,
+        data,
+        with_token(base),
+        spec,
+        tokenize_spec,
+        method,
+        seed,
+        Path(out_dir),
     )
     if run_id:
         tracking.log_metrics(

@@ -17,8 +17,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from prefect import task
-from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.core import settings
@@ -27,14 +25,12 @@ from tasks.core.errors import (
     RegistryUnavailable,
     TunelineError,
     first_line,
-    retry_unless_user_error,
 )
-from tasks.core.promotion import Decision, GateSpec, RowScores, decide_promotion, decision_markdown
+from tasks.core.promotion import Decision, GateSpec, RowScores, decide_promotion
 from tasks.core.secrets import redact, redact_obj
 from tasks.evaluation.classifier import (
     ROW_TABLES,
     EvalResult,
-    before_after_markdown,
     load_rows,
     previous_rows,
 )
@@ -513,7 +509,7 @@ def _moved_by_hand_since(name: str, since_ms: int) -> bool:
     return int((model.tags or {}).get(MOVED_BY_HAND, "0") or 0) >= since_ms
 
 
-def _note_moved_by_hand(name: str) -> None:
+def note_moved_by_hand(name: str) -> None:
     tracking.client().set_registered_model_tag(name, MOVED_BY_HAND, str(int(time.time() * 1000)))
 
 
@@ -532,7 +528,7 @@ def reachable() -> bool:
     return True
 
 
-def _register_or_outage(
+def register_or_outage(
     arguments: tuple[str, str, TrainResult, EvalResult, GateSpec, dict[str, str]], what_next: str
 ) -> RegistrationRef:
     """`register`, telling an outage from a refusal: when MLflow does not answer at all, a
@@ -557,42 +553,6 @@ def _register_or_outage(
         ) from None
 
 
-@task(
-    name="register_model",
-    retries=len(settings.registry_retry_delays()),
-    retry_delay_seconds=settings.registry_retry_delays(),
-    retry_condition_fn=retry_unless_user_error,
-)
-def register_model(
-    name: str,
-    run_id: str,
-    train: TrainResult,
-    ev: EvalResult,
-    gate: GateSpec,
-    lineage: dict[str, str],
-    pending: str | None = None,
-) -> RegistrationRef:
-    """Register the trained model with its lineage and apply the promotion gate. When MLflow
-    does not answer, wait and retry; the last failure says how to register the kept artifacts."""
-    later = f"`tuneline register {pending}`" if pending else "`tuneline register RUN_FOLDER`"
-    registered = _register_or_outage(
-        (name, run_id, train, ev, gate, lineage),
-        f"'{name}' was trained and evaluated; its registration did not finish. Nothing was lost: "
-        f"once MLflow answers again, run {later}",
-    )
-    if pending:
-        mark_registered(pending, registered)
-    verdict = decision_markdown(registered.promoted, registered.reasons)
-    if registered.awaiting_approval:
-        verdict = verdict.replace("**not promoted**", "**passed the gate: awaiting approval**")
-    create_markdown_artifact(
-        key="promotion",
-        markdown=verdict,
-        description="Promotion gate decision",
-    )
-    return registered
-
-
 def registration_line(registered: RegistrationRef) -> str:
     """What became of a run's model, in one line (the flow's log, the Prefect artifact)."""
     name, version = registered.model_name, registered.version
@@ -604,221 +564,3 @@ def registration_line(registered: RegistrationRef) -> str:
     if registered.promoted:
         return f"registered {name} v{version}: champion"
     return f"registered {name} v{version}, not promoted: " + "; ".join(registered.reasons)
-
-
-@task(name="publish_registration")
-def publish_registration(registered: RegistrationRef, ev: EvalResult, run_id: str) -> None:
-    """The before/after table again, now with what registration decided, so the flow run in
-    Prefect (and the MLflow run) shows the version and the reasons, not only green."""
-    from prefect.artifacts import create_markdown_artifact
-
-    reasons = "".join(f"\n- {reason}" for reason in registered.reasons)
-    markdown = (
-        f"{before_after_markdown(ev)}\n\n**{redact(registration_line(registered))}**\n{reasons}"
-    )
-    tracking.log_text(run_id, markdown, "eval/before_after.md")
-    create_markdown_artifact(
-        key="before-after", markdown=redact(markdown), description="Base vs fine-tuned, outcome"
-    )
-
-
-# -- registering later: what a run that could not reach MLflow keeps ---------------------------
-
-PENDING = "registration.json"
-
-
-def save_pending(
-    folder: str,
-    name: str,
-    run_id: str,
-    train: TrainResult,
-    ev: EvalResult,
-    gate: GateSpec,
-    lineage: dict[str, str],
-) -> str:
-    """Write everything registration needs beside the trained artifact (atomically), so a
-    registration MLflow refused can be done later with `tuneline register FOLDER`."""
-    from dataclasses import asdict
-
-    target = Path(folder) / PENDING
-    target.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "name": name,
-        "run_id": run_id,
-        "train": asdict(train),
-        "eval": asdict(ev),
-        "gate": gate.model_dump(),
-        "lineage": lineage,
-        "registered_version": None,
-    }
-    _write_pending(target, payload)
-    return str(Path(folder))
-
-
-def _write_pending(target: Path, payload: dict[str, Any]) -> None:
-    tmp = target.with_name(f".{PENDING}.tmp")
-    tmp.write_text(json.dumps(redact_obj(payload), indent=1, default=str))
-    tmp.replace(target)
-
-
-def mark_registered(folder: str, registered: RegistrationRef) -> None:
-    target = Path(folder) / PENDING
-    if target.is_file():
-        payload = json.loads(target.read_text())
-        payload["registered_version"] = registered.version
-        _write_pending(target, payload)
-
-
-def register_pending(path: str) -> RegistrationRef:
-    """Register a run kept by `save_pending` (idempotent: a second call registers nothing)."""
-    folder = Path(path)
-    file = folder if folder.name == PENDING else folder / PENDING
-    if not file.is_file():
-        raise RegistryError(
-            f"{path}: no {PENDING} here; name the run folder a failed registration printed"
-        )
-    name, run_id, train, ev, gate, lineage = _read_pending(file)
-    if not Path(train.path).is_dir():
-        raise RegistryError(f"{path}: the trained artifact {train.path} is gone; re-run the recipe")
-    registered = _register_or_outage((name, run_id, train, ev, gate, lineage), "try again later")
-    mark_registered(str(file.parent), registered)
-    with contextlib.suppress(Exception):
-        tracking.end(run_id)
-    return registered
-
-
-def _read_pending(
-    file: Path,
-) -> tuple[str, str, TrainResult, EvalResult, GateSpec, dict[str, str]]:
-    """The registration kept in `file`; a damaged one (cut short, edited, not tuneline's) is one
-    line saying so, never a traceback."""
-    try:
-        payload = json.loads(file.read_text(encoding="utf-8"))
-        lineage = {str(k): str(v) for k, v in payload["lineage"].items()}
-        lineage["candidate_key"]  # noqa: B018 - registration is keyed by it
-        return (
-            str(payload["name"]),
-            str(payload["run_id"]),
-            TrainResult(**payload["train"]),
-            EvalResult(**payload["eval"]),
-            GateSpec(**payload["gate"]),
-            lineage,
-        )
-    except json.JSONDecodeError as exc:
-        problem = f"not JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-    except KeyError as exc:
-        problem = f"no {exc} entry"
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as exc:
-        problem = first_line(exc)
-    raise RegistryError(
-        f"{file}: damaged, cannot register from it ({problem}); re-run the recipe to train and "
-        "register it again"
-    )
-
-
-@task(name="stage_registration")
-def stage_registration(
-    folder: str,
-    name: str,
-    run_id: str,
-    train: TrainResult,
-    ev: EvalResult,
-    gate: GateSpec,
-    lineage: dict[str, str],
-) -> str:
-    """Keep what registration needs on disk before talking to MLflow."""
-    return save_pending(folder, name, run_id, train, ev, gate, lineage)
-
-
-__all__ = [
-    "RegisterSpec",
-    "RegistrationRef",
-    "candidate_key",
-    "register",
-    "register_model",
-    "register_pending",
-    "settle_candidate",
-    "stage_registration",
-]
-
-
-# -- people's actions: promote, rollback, list ---------------------------------------------------
-
-
-def _version(name: str, version: str) -> Any:
-    mlc = tracking.client()
-    try:
-        return mlc.get_model_version(name, version)
-    except Exception as exc:
-        raise RegistryError(
-            f"model '{name}' has no version {version} ({first_line(exc)})"
-        ) from None
-
-
-def promote(name: str, version: str, who: str = "manual") -> str:
-    """Make `version` the champion; the one it replaces keeps `previous-champion`."""
-    with concurrency.exclusive(f"register-{name}"):
-        target = _version(name, version)
-        mlc = tracking.client()
-        champion = current_champion(name)
-        if champion is not None and str(champion.version) == str(target.version):
-            return f"{name} version {version} is already champion"
-        if champion is not None:
-            mlc.set_registered_model_alias(name, PREVIOUS, champion.version)
-        mlc.set_registered_model_alias(name, CHAMPION, target.version)
-        mlc.set_model_version_tag(name, target.version, "promotion", f"promoted ({who})")
-        _note_moved_by_hand(name)
-        before = f" (was version {champion.version})" if champion is not None else ""
-        return f"{name} version {version} is now champion{before}"
-
-
-def rollback(name: str) -> str:
-    """Give `champion` back to `previous-champion`; the demoted version is tagged."""
-    with concurrency.exclusive(f"register-{name}"):
-        mlc = tracking.client()
-        try:
-            previous = mlc.get_model_version_by_alias(name, PREVIOUS)
-        except Exception:
-            raise RegistryError(
-                f"model '{name}' has no '{PREVIOUS}' alias to roll back to; "
-                f"use `tuneline promote {name} VERSION`"
-            ) from None
-        champion = current_champion(name)
-        mlc.set_registered_model_alias(name, CHAMPION, previous.version)
-        mlc.delete_registered_model_alias(name, PREVIOUS)
-        _note_moved_by_hand(name)
-        if champion is not None:
-            mlc.set_model_version_tag(name, champion.version, "promotion", "rolled back")
-        was = f" (version {champion.version} rolled back)" if champion is not None else ""
-        return f"{name} version {previous.version} is champion again{was}"
-
-
-def list_versions(name: str | None = None) -> list[dict[str, Any]]:
-    """Versions with aliases, key metrics and data fingerprints (newest first)."""
-    mlc = tracking.client()
-    names = [name] if name else [m.name for m in mlc.search_registered_models()]
-    rows: list[dict[str, Any]] = []
-    for model_name in names:
-        try:
-            model = mlc.get_registered_model(model_name)
-        except Exception:
-            raise RegistryError(f"no registered model named '{model_name}'") from None
-        aliases: dict[str, list[str]] = {}
-        for alias, version in (model.aliases or {}).items():
-            aliases.setdefault(str(version), []).append(alias)
-        for v in mlc.search_model_versions(f"name = '{model_name}'"):
-            tags = v.tags or {}
-            rows.append(
-                {
-                    "name": model_name,
-                    "version": str(v.version),
-                    "aliases": sorted(aliases.get(str(v.version), [])),
-                    "method": tags.get("method", ""),
-                    "metrics": version_metrics(v),
-                    "data_fingerprint": tags.get("data_fingerprint", ""),
-                    "promotion": tags.get("promotion", ""),
-                    "created": int(v.creation_timestamp or 0),
-                }
-            )
-    rows.sort(key=lambda r: (r["name"], -int(r["version"])))
-    return rows

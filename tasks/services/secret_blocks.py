@@ -4,7 +4,7 @@ module stays free of Prefect so that everything, the errors included, can mask w
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from tasks.core.errors import ModelError, first_line
 from tasks.core.secrets import remember
@@ -25,3 +25,26 @@ def prefect_secret(block_name: str) -> str:
         ) from None
     remember(value)
     return value
+
+
+class _NamesSecret(Protocol):
+    """What `with_token` needs of a base-model spec (`tasks.models.base.BaseModelSpec`, a layer
+    above this one)."""
+
+    @property
+    def token_secret(self) -> str | None: ...
+    @property
+    def token(self) -> str | None: ...
+    def with_token(self, token: str | None) -> Any: ...
+
+
+Spec = TypeVar("Spec", bound=_NamesSecret)
+
+
+def with_token(spec: Spec) -> Spec:
+    """`spec` with the value of its `token_secret` block, for the tasks that load it (no secret
+    named: `spec` as it is, the hub reading `HF_TOKEN` from the environment)."""
+    if not spec.token_secret or spec.token is not None:
+        return spec
+    resolved: Spec = spec.with_token(prefect_secret(spec.token_secret))
+    return resolved

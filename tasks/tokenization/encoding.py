@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core import settings
@@ -253,31 +252,3 @@ def load_split(ref: TokenizedRef, split: str) -> Any:
         features = datasets.Features.from_dict(info["features"])
         return datasets.Dataset.from_dict({k: [] for k in features}, features=features)
     return datasets.load_from_disk(str(folder))
-
-
-@task(name="tokenize_dataset", log_prints=False)  # dill prints disassembly via print()
-def tokenize_dataset(
-    data: DataRef,
-    model: BaseModelSpec,
-    spec: TokenizeSpec,
-    run_id: str | None = None,
-    method: Any = None,
-) -> TokenizedRef:
-    """Tokenize the loaded data with the base model's tokenizer (cached by fingerprint)."""
-    ref = tokenize(data, model, spec, method)
-    if run_id:
-        from tasks.services import tracking
-
-        tracking.log_metrics(run_id, {f"tokens_{k}": v for k, v in ref.stats.items()})
-        tracking.log_params(run_id, {"tokenized_cache_hit": ref.from_cache})
-        import tempfile
-
-        from tasks.core import plots
-
-        lengths = list(load_split(ref, "train")["full_length"])
-        with tempfile.TemporaryDirectory() as tmp:
-            picture = plots.length_histogram(
-                lengths, spec.max_length, Path(tmp) / "token_lengths.png"
-            )
-            tracking.log_file(run_id, picture, "plots")
-    return ref

@@ -23,6 +23,9 @@ from tasks.tokenization.encoding import TokenizedRef
 from tasks.training.base import TrainResult, TrainSpec, is_main_process
 
 RESULT = "train_result.json"
+# The value of `base_model.token_secret` for the training processes: their environment, not the
+# job file, carries it.
+TOKEN_ENV = "TUNELINE_BASE_MODEL_TOKEN"
 
 
 def job(
@@ -51,7 +54,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_distributed(payload: dict[str, Any], processes: int) -> TrainResult:
+def run_distributed(
+    payload: dict[str, Any], processes: int, token: str | None = None
+) -> TrainResult:
     """Run the job on `processes` processes and return rank 0's result."""
     out_dir = Path(payload["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +83,8 @@ def run_distributed(payload: dict[str, Any], processes: int) -> TrainResult:
         str(job_file),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if token is not None:
+        env[TOKEN_ENV] = token
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     result = out_dir / RESULT
     if proc.returncode != 0 or not result.is_file():
@@ -146,7 +153,7 @@ def train(
     if spec.distributed.processes <= 1:
         return train_here(tokenized, base, method, spec, out_dir, checkpoint_dir, **extra)
     payload = job(tokenized, base, method, spec, out_dir, checkpoint_dir, **extra)
-    return run_distributed(payload, spec.distributed.processes)
+    return run_distributed(payload, spec.distributed.processes, base.token)
 
 
 def main(job_file: str) -> None:
@@ -156,7 +163,7 @@ def main(job_file: str) -> None:
     extra = {k: payload[k] for k in ("labels", "data_format", "max_length", "init") if k in payload}
     result = train_here(
         TokenizedRef(**payload["tokenized"]),
-        BaseModelSpec(**payload["base"]),
+        BaseModelSpec(**payload["base"]).with_token(os.environ.get(TOKEN_ENV)),
         METHODS[payload["method"]["name"]].config(**payload["method"]),
         TrainSpec(**payload["spec"]),
         Path(payload["out_dir"]),

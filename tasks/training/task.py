@@ -10,6 +10,7 @@ from pathlib import Path
 from prefect import task
 
 from tasks.models.base import BaseModelSpec
+from tasks.services.secret_blocks import with_token
 from tasks.tokenization.encoding import TokenizedRef
 from tasks.training import launch
 from tasks.training.base import MethodConfig, TrainResult, TrainSpec
@@ -34,7 +35,7 @@ def train_model(
     classifier's classes; `data_format` tells a causal LM how its prompts are rendered."""
     result = launch.train(
         tokenized,
-        base,
+        with_token(base),
         method,
         spec,
         Path(out_dir),

@@ -263,6 +263,7 @@ def _version_with(name: str, key: str, tmp_path: Path, **tags: str) -> str:
 
 
 def test_settle_completes_a_pending_promotion_unless_champion_moved_on(tmp_path: Path) -> None:
+    from tasks.registry import aliases
     from tasks.registry import register as registry
     from tasks.services import tracking
 
@@ -280,7 +281,7 @@ def test_settle_completes_a_pending_promotion_unless_champion_moved_on(tmp_path:
     # a person moved champion after version 2 was created: their choice stands
     v2 = _version_with(name, "k2", tmp_path, promotion_state="pending")
     v3 = _version_with(name, "k3", tmp_path, promotion="not promoted")
-    registry.promote(name, v3)
+    aliases.promote(name, v3)
     settled = registry.settle_candidate(name, "k2")
     assert settled is not None and settled.already_registered and not settled.promoted
     assert "champion has moved since (version 3)" in settled.reasons[0]
