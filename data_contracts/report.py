@@ -76,6 +76,12 @@ class Report:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
 
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> Report:
+        """The report `to_dict` saved (without its GX runs: their Data Docs were built then)."""
+        checks = [CheckResult(**check) for check in saved["checks"]]
+        return cls(saved["contract"], saved["n_train"], saved["n_eval"], checks)
+
     def to_markdown(self) -> str:
         status = "passed" if self.passed else "FAILED"
         rows = [

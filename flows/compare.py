@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
@@ -20,6 +21,7 @@ from tasks.services import tracking
 from tasks.tokenization.task import tokenize_dataset
 from tasks.training import METHODS, MethodConfig
 from tasks.training.task import train_model
+from tasks.validation.contract import ValidationInputs
 from tasks.validation.task import validate_data
 
 
@@ -126,16 +128,14 @@ def compare(recipe: Recipe, methods: list[str]) -> Comparison:
         {"recipe_name": recipe.name, "kind": "comparison"},
     )
     out_dir = settings.runs_dir() / recipe.name / parent
-    report = validate_data(
+    inputs = ValidationInputs(
         data,
         recipe.contract,
-        recipe.base_dir,
-        parent,
-        str(out_dir),
-        None,
-        recipe.base_model,
-        recipe.tokenize.max_length,
+        Path(recipe.base_dir) if recipe.base_dir else None,
+        model=recipe.base_model,
+        max_length=recipe.tokenize.max_length,
     )
+    report = validate_data(inputs, parent, str(out_dir))
     if not report.passed:
         tracking.end_tracking(parent, "FAILED")
         raise ContractFailed(f"{report.summary}\nReport: {report.report_html}", report)

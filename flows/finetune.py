@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
@@ -43,6 +44,7 @@ from tasks.tokenization.encoding import TokenizedRef
 from tasks.tokenization.task import tokenize_dataset
 from tasks.training.base import TrainResult
 from tasks.training.task import train_model
+from tasks.validation.contract import ValidationInputs
 from tasks.validation.task import validate_data
 
 
@@ -247,21 +249,23 @@ def start_run(run: Run) -> Run:
     return replace(run, id=run_id, out_dir=str(settings.runs_dir() / recipe.name / run_id))
 
 
-def validate(run: Run) -> Any:
-    """The data contract; a failed one ends the MLflow run FAILED and stops the flow (exit 2)."""
-    recipe = run.recipe
-    report = validate_data(
-        run.data,
+def contract_inputs(recipe: Recipe, data: DataRef) -> ValidationInputs:
+    """What the recipe's data contract runs on."""
+    return ValidationInputs(
+        data,
         recipe.contract,
-        recipe.base_dir,
-        run.id,
-        run.out_dir,
+        Path(recipe.base_dir) if recipe.base_dir else None,
         recipe.method.name,
         recipe.base_model,
         recipe.tokenize.max_length,
-        run.gate,
+        recipe.registry.gate if recipe.registry.enabled else None,
         recipe.evaluate.generation_rows,
     )
+
+
+def validate(run: Run) -> Any:
+    """The data contract; a failed one ends the MLflow run FAILED and stops the flow (exit 2)."""
+    report = validate_data(contract_inputs(run.recipe, run.data), run.id, run.out_dir)
     if not report.passed:
         tracking.end_tracking(run.id, "FAILED")
         raise ContractFailed(f"{report.summary}\nReport: {report.report_html}", report)

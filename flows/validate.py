@@ -13,6 +13,7 @@ from tasks.core.promotion import GateSpec
 from tasks.data.load import DataSpec
 from tasks.data.task import load_data
 from tasks.models.base import BaseModelSpec
+from tasks.validation.contract import ValidationInputs
 from tasks.validation.task import ValidationRef, validate_data
 
 
@@ -31,18 +32,17 @@ def validate(
     """Load the data and check it against the contract; fail the run when an error check fails."""
     loaded = load_data(data, seed)
     out_dir = Path(settings.home()) / "validations" / loaded.fingerprint
-    report = validate_data(
+    inputs = ValidationInputs(
         loaded,
         contract,
-        base_dir,
-        None,
-        str(out_dir),
+        Path(base_dir) if base_dir else None,
         method,
         base_model,
         max_length,
         gate,
         generation_rows,
     )
+    report = validate_data(inputs, None, str(out_dir))
     if not report.passed:
         raise ContractFailed(f"{report.summary}\nReport: {report.report_html}", report)
     print(report.summary)

@@ -364,27 +364,29 @@ def validate(
 
 
 def _print_report(path: str, as_json: bool) -> None:
-    report = json.loads(Path(path).read_text())
+    from data_contracts import Report
+
+    report = Report.from_dict(json.loads(Path(path).read_text()))
     table = Table(
-        title=f"data contract '{report['contract']}': {'passed' if report['passed'] else 'FAILED'}"
+        title=f"data contract '{report.contract}': {'passed' if report.passed else 'FAILED'}"
     )
     for column in ("check", "severity", "result", "observed", "threshold", "detail"):
         table.add_column(column)
-    for check in report["checks"]:
-        result = "pass" if check["passed"] else ("FAIL" if check["severity"] == "error" else "warn")
-        observed = check["observed"]
+    for check in report.checks:
+        result = "pass" if check.passed else ("FAIL" if check.severity == "error" else "warn")
+        observed = check.observed
         table.add_row(
-            check["name"],
-            check["severity"],
+            check.name,
+            check.severity,
             result,
             f"{observed:.4g}" if isinstance(observed, float) else str(observed),
-            str(check["threshold"] if check["threshold"] is not None else ""),
-            check["message"],
+            str(check.threshold if check.threshold is not None else ""),
+            check.message,
         )
     out.print(table)
     out.print(f"Report: {Path(path).with_suffix('.html')}", highlight=False)
     if as_json:
-        sys.stdout.write(json.dumps(report, default=str) + "\n")
+        sys.stdout.write(json.dumps(report.to_dict(), default=str) + "\n")
         sys.stdout.flush()
 
 

@@ -3,6 +3,7 @@ what a gate needs of it, run to a `Report` (saved by `tasks.validation.task`).""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,32 @@ def gate_needs(
     else:
         target = f"for a paired comparison of {metric} to clear at {level}"
     return {"eval_rows_needed": needed, "eval_rows_used": used, "gate_target": target}
+
+
+@dataclass(frozen=True)
+class ValidationInputs:
+    """Everything a contract run depends on (and the validation cache is keyed by)."""
+
+    data: DataRef
+    spec: ContractSpec | None
+    base_dir: Path | None = None
+    method: str | None = None
+    model: BaseModelSpec | None = None
+    max_length: int | None = None
+    gate: GateSpec | None = None
+    generation_rows: int | None = None
+
+    def run(self) -> Report:
+        return validate(
+            self.data,
+            self.spec,
+            self.base_dir,
+            self.method,
+            self.model,
+            self.max_length,
+            self.gate,
+            self.generation_rows,
+        )
 
 
 def validate(

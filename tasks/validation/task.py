@@ -4,20 +4,17 @@ MLflow run, a Prefect artifact."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from data_contracts import ContractSpec, Report
-from data_contracts.runner import data_docs
-from tasks.core.promotion import GateSpec
-from tasks.data.load import DataRef
-from tasks.models.base import BaseModelSpec
 from tasks.services import tracking
 from tasks.services.secret_blocks import with_token
-from tasks.validation.contract import validate
+from tasks.validation.cache import DOCS, REPORT_HTML, REPORT_JSON, read_report, report_folder
+from tasks.validation.contract import ValidationInputs
 
 
 @dataclass(frozen=True)
@@ -31,45 +28,27 @@ class ValidationRef:
     data_docs: list[str]
 
 
-def save_report(report: Report, folder: Path) -> tuple[Path, Path, list[str]]:
-    folder.mkdir(parents=True, exist_ok=True)
-    json_path, html_path = folder / "data_contract.json", folder / "data_contract.html"
-    json_path.write_text(report.to_json())
-    html_path.write_text(report.to_html())
-    return json_path, html_path, data_docs(report, folder / "data_docs")
-
-
 @task(name="validate_data")
-def validate_data(
-    data: DataRef,
-    spec: ContractSpec | None,
-    base_dir: str | None,
-    run_id: str | None,
-    out_dir: str,
-    method: str | None = None,
-    model: BaseModelSpec | None = None,
-    max_length: int | None = None,
-    gate: GateSpec | None = None,
-    generation_rows: int | None = None,
-) -> ValidationRef:
-    """Run the contract, save the report (files, MLflow run, Prefect artifact); return its verdict."""
-    report = validate(
-        data,
-        spec,
-        Path(base_dir) if base_dir else None,
-        method,
-        with_token(model) if model else None,
-        max_length,
-        gate,
-        generation_rows,
-    )
-    json_path, html_path, docs = save_report(report, Path(out_dir))
+def validate_data(inputs: ValidationInputs, run_id: str | None, out_dir: str) -> ValidationRef:
+    """Run the contract (or read its report, kept for the same data and contract), save the report
+    beside the run, in the MLflow run and as a Prefect artifact; return its verdict."""
+    model = inputs.model
+    if model is not None and model.token_secret:
+        inputs = replace(inputs, model=with_token(model))
+    kept_in, kept = report_folder(inputs)
+    folder = Path(out_dir)
+    shutil.copytree(kept_in, folder, dirs_exist_ok=True)
+    report = read_report(folder)
+    if kept:
+        get_run_logger().info("data contract report kept for this data and contract: %s", kept_in)
+    json_path, html_path = folder / REPORT_JSON, folder / REPORT_HTML
+    docs = sorted(str(page) for page in (folder / DOCS).glob("gx_*/index.html"))
     if run_id:
         tracking.log_file(run_id, json_path, "data_contract")
         tracking.log_file(run_id, html_path, "data_contract")
         if docs:
             tracking.client().log_artifacts(
-                run_id, str(Path(out_dir) / "data_docs"), "data_contract/gx_data_docs"
+                run_id, str(folder / DOCS), "data_contract/gx_data_docs"
             )
         tracking.log_metrics(
             run_id,

@@ -271,6 +271,6 @@ def test_good_data_passes(fmt: str, rows: list[dict], tmp_path: Path, tuneline_h
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["passed"] is True and not report["errors"]
     # Great Expectations' Data Docs of this run's suites, beside the report
-    reports = list(tuneline_home.rglob("data_contract.html"))
+    reports = list((tuneline_home / "validations").rglob("data_contract.html"))
     assert len(reports) == 1, reports
     assert (reports[0].parent / "data_docs" / "gx_train" / "index.html").is_file()
