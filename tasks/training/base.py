@@ -59,7 +59,7 @@ class MethodSpec:
     objective: Objective = "classify"
     default_metric: str = DEFAULT_METRIC  # the gate's metric when the recipe names none
     callbacks: Callable[[Any], list[Any]] | None = None
-    fit: Callable[..., Any] | None = None
+    fit: Callable[..., FitStats] | None = None  # a method that does not train by steps (probe)
     # causal-LM methods: the trl trainer the method trains with, from `causal_config.TrainerInputs`
     trainer: Callable[[Any], Any] | None = None
     # whether a run may start from a version trained with this method (`train.init_from`): its
@@ -187,6 +187,40 @@ class TrainResult:
     @property
     def trainable_share(self) -> float:
         return self.trainable_params / self.total_params if self.total_params else 0.0
+
+    @classmethod
+    def of(
+        cls,
+        path: str,
+        method: str,
+        artifact: str,
+        params: tuple[int, int],
+        stats: FitStats,
+        memory: PeakMemory,
+        **extra: float,
+    ) -> TrainResult:
+        """The result of a fit (`stats`) saved at `path`: one shape for every method."""
+        trainable, total = params
+        return cls(
+            path=path,
+            method=method,
+            artifact=artifact,
+            trainable_params=trainable,
+            total_params=total,
+            train_loss=stats.train_loss,
+            steps=stats.steps,
+            train_seconds=stats.seconds,
+            train_samples_per_second=stats.samples_per_second,
+            padding_share=stats.padding_share,
+            tokens_per_second=stats.tokens_per_second,
+            extra={
+                "peak_rss_mb": memory.peak_rss_mb,
+                "peak_gpu_mb": memory.peak_gpu_mb,
+                "resumed_from_step": float(stats.resumed_from),
+                **extra,
+                **stats.warmup,
+            },
+        )
 
 
 def threads_for(cores: int, others_busy: float, current: int) -> int:
@@ -394,3 +428,40 @@ class FitStats:
     history: list[dict[str, float]]
     resumed_from: int = 0
     warmup: dict[str, float] = field(default_factory=dict)  # tasks.training.warmup figures
+
+    @classmethod
+    def of_trainer(
+        cls,
+        output: Any,
+        logged: list[dict[str, Any]],
+        elapsed: float,
+        tokens: tuple[int, float],
+        resumed_from: int,
+        warmup: dict[str, float],
+        curves: tuple[str, ...] = ("loss", "eval_loss"),
+    ) -> FitStats:
+        """A transformers `Trainer.train()` run's figures: `output` and the trainer's log history
+        (`logged`), `elapsed` seconds, (real tokens, padding share) from the collator. Throughput
+        counts training only: the held-out loss curve's evaluations run inside train()."""
+        evaluating = sum(float(h.get("eval_runtime", 0.0)) for h in logged)
+        seconds = max(elapsed - evaluating, 1e-9)
+        real_tokens, padding_share = tokens
+        history = [
+            {"step": float(h["step"]), curve: float(h[curve])}
+            for curve in curves
+            for h in logged
+            if curve in h
+        ]
+        return cls(
+            train_loss=float(output.training_loss),
+            steps=int(output.global_step),
+            seconds=seconds,
+            samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0))
+            * elapsed
+            / seconds,
+            padding_share=padding_share,
+            tokens_per_second=real_tokens / seconds if seconds else 0.0,
+            history=history,
+            resumed_from=resumed_from,
+            warmup=warmup,
+        )

@@ -205,31 +205,14 @@ def fit(
     with labelled_positions_only():
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     elapsed = time.perf_counter() - started
-    # Throughput counts training only: the held-out loss curve's evaluations run inside train().
-    evaluating = sum(float(h.get("eval_runtime", 0.0)) for h in trainer.state.log_history)
-    seconds = max(elapsed - evaluating, 1e-9)
-    logged = trainer.state.log_history
-    history = [{"step": float(h["step"]), "loss": float(h["loss"])} for h in logged if "loss" in h]
-    history += [
-        {"step": float(h["step"]), "eval_loss": float(h["eval_loss"])}
-        for h in logged
-        if "eval_loss" in h
-    ]
-    history += [
-        {"step": float(h["step"]), "reward": float(h["reward"])} for h in logged if "reward" in h
-    ]
-    return FitStats(
-        train_loss=float(output.training_loss),
-        steps=int(output.global_step),
-        seconds=seconds,
-        samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0))
-        * elapsed
-        / seconds,
-        padding_share=counter.padding_share,
-        tokens_per_second=counter.real_tokens / seconds if seconds else 0.0,
-        history=history,
-        resumed_from=resumed_from,
-        warmup=timer.figures(),
+    return FitStats.of_trainer(
+        output,
+        trainer.state.log_history,
+        elapsed,
+        (counter.real_tokens, counter.padding_share),
+        resumed_from,
+        timer.figures(),
+        curves=("loss", "eval_loss", "reward"),
     )
 
 
@@ -299,25 +282,10 @@ def train_causal(
         shutil.rmtree(out_dir / "trainer", ignore_errors=True)
         if checkpoint_dir is not None:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return TrainResult(
-        path=str(target),
-        method=method.name,
-        artifact=kind,
-        trainable_params=trainable,
-        total_params=total,
-        train_loss=stats.train_loss,
-        steps=stats.steps,
-        train_seconds=stats.seconds,
-        train_samples_per_second=stats.samples_per_second,
-        padding_share=stats.padding_share,
-        tokens_per_second=stats.tokens_per_second,
-        extra={
-            "peak_rss_mb": memory.peak_rss_mb,
-            "peak_gpu_mb": memory.peak_gpu_mb,
-            "resumed_from_step": float(stats.resumed_from),
-            "quantized_4bit": float(bool(getattr(model, "is_loaded_in_4bit", False))),
-            **stats.warmup,
-        },
+    quantized = float(bool(getattr(model, "is_loaded_in_4bit", False)))
+    params = (trainable, total)
+    return TrainResult.of(
+        str(target), method.name, kind, params, stats, memory, quantized_4bit=quantized
     )
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field
 
 from tasks.models.artifacts import length_ordered_batches, probe_module
-from tasks.training.base import BuildContext, MethodConfig, MethodSpec
+from tasks.training.base import BuildContext, FitStats, MethodConfig, MethodSpec
 
 
 class ProbeMethod(MethodConfig):
@@ -59,7 +59,7 @@ def fit_probe(
     texts: list[str],
     labels: np.ndarray,
     max_length: int,
-) -> dict[str, float]:
+) -> FitStats:
     """Fit the logistic regression on frozen embeddings and copy it into the linear head."""
     import torch
     from sklearn.linear_model import LogisticRegression
@@ -86,11 +86,18 @@ def fit_probe(
         module.head.weight.copy_(torch.from_numpy(weight))
         module.head.bias.copy_(torch.from_numpy(bias))
     probabilities = classifier.predict_proba(features)
-    return {
-        "loss": float(log_loss(labels, probabilities, labels=classifier.classes_)),
-        "iterations": float(np.max(classifier.n_iter_)),
-        "seconds": time.perf_counter() - started,
-    }
+    loss = float(log_loss(labels, probabilities, labels=classifier.classes_))
+    iterations = int(np.max(classifier.n_iter_))
+    seconds = time.perf_counter() - started
+    return FitStats(
+        train_loss=loss,
+        steps=iterations,
+        seconds=seconds,
+        samples_per_second=len(texts) / seconds if seconds else 0.0,
+        padding_share=0.0,
+        tokens_per_second=0.0,  # the caller counts the tokens
+        history=[{"step": float(iterations), "loss": loss}],
+    )
 
 
 SPEC = MethodSpec(

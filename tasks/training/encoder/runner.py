@@ -156,31 +156,13 @@ def fit(
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     elapsed = time.perf_counter() - started
-    # Throughput counts training only: the held-out loss curve's evaluations run inside train().
-    evaluating = sum(float(h.get("eval_runtime", 0.0)) for h in trainer.state.log_history)
-    seconds = max(elapsed - evaluating, 1e-9)
-    history = [
-        {"step": float(h["step"]), "loss": float(h["loss"])}
-        for h in trainer.state.log_history
-        if "loss" in h
-    ]
-    eval_history = [
-        {"step": float(h["step"]), "eval_loss": float(h["eval_loss"])}
-        for h in trainer.state.log_history
-        if "eval_loss" in h
-    ]
-    return FitStats(
-        train_loss=float(output.training_loss),
-        steps=int(output.global_step),
-        seconds=seconds,
-        samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0))
-        * elapsed
-        / seconds,
-        padding_share=collator.padding_share,
-        tokens_per_second=collator.real_tokens / seconds if seconds else 0.0,
-        history=history + eval_history,
-        resumed_from=resumed_from,
-        warmup=timer.figures(),
+    return FitStats.of_trainer(
+        output,
+        trainer.state.log_history,
+        elapsed,
+        (collator.real_tokens, collator.padding_share),
+        resumed_from,
+        timer.figures(),
     )
 
 
@@ -193,19 +175,12 @@ def fit_custom(
     train = labelled(load_split(tokenized, "train"))
     fit_fn = METHODS[method.name].fit
     assert fit_fn is not None
-    figures = fit_fn(
+    stats = fit_fn(
         model, tokenizer, method, list(train["text"]), np.asarray(train["labels"]), max_length
     )
     tokens = int(sum(train["length"]))
-    return FitStats(
-        train_loss=figures["loss"],
-        steps=int(figures["iterations"]),
-        seconds=figures["seconds"],
-        samples_per_second=len(train) / figures["seconds"] if figures["seconds"] else 0.0,
-        padding_share=0.0,
-        tokens_per_second=tokens / figures["seconds"] if figures["seconds"] else 0.0,
-        history=[{"step": float(figures["iterations"]), "loss": figures["loss"]}],
-    )
+    stats.tokens_per_second = tokens / stats.seconds if stats.seconds else 0.0
+    return stats
 
 
 def fit_method(
@@ -283,25 +258,7 @@ def train_classifier(
         shutil.rmtree(out_dir / "trainer", ignore_errors=True)
         if checkpoint_dir is not None:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return TrainResult(
-        path=str(target),
-        method=method.name,
-        artifact=kind,
-        trainable_params=trainable,
-        total_params=total,
-        train_loss=stats.train_loss,
-        steps=stats.steps,
-        train_seconds=stats.seconds,
-        train_samples_per_second=stats.samples_per_second,
-        padding_share=stats.padding_share,
-        tokens_per_second=stats.tokens_per_second,
-        extra={
-            "peak_rss_mb": memory.peak_rss_mb,
-            "peak_gpu_mb": memory.peak_gpu_mb,
-            "resumed_from_step": float(stats.resumed_from),
-            **stats.warmup,
-        },
-    )
+    return TrainResult.of(str(target), method.name, kind, (trainable, total), stats, memory)
 
 
 def classifier_from(
