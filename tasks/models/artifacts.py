@@ -26,6 +26,32 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     (folder / MANIFEST).write_text(json.dumps(redact_obj(manifest), indent=2, default=str))
 
 
+def save_artifact(
+    model: Any,
+    tokenizer: Any,
+    target: Path,
+    manifest: dict[str, Any],
+    base: Any,
+    history: list[dict[str, float]],
+) -> None:
+    """Write a trained artifact (model, tokenizer, loss history, manifest) for either family to
+    a staging folder and move it into place only when complete. An artifact that needs its base
+    model (an adapter, a probe) carries a copy of a local base folder, which would not resolve
+    elsewhere."""
+    import shutil
+
+    from tasks.core import atomic
+    from tasks.models.base import is_local, resolve_model_path
+
+    with atomic.staged(target) as tmp:
+        model.save_pretrained(str(tmp / "model"), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        if manifest["kind"] in ("adapter", "probe") and is_local(base):
+            shutil.copytree(resolve_model_path(base), tmp / "base")
+        (tmp / "history.json").write_text(json.dumps(history))
+        write_manifest(tmp, manifest)
+
+
 def read_manifest(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / MANIFEST
     if not path.is_file():

@@ -12,6 +12,7 @@ import torch
 
 from tasks.data.load import DataSpec, load
 from tasks.models import artifacts
+from tasks.models.artifacts import save_artifact
 from tasks.models.base import BaseModelSpec
 from tasks.models.inference import generate, reward_scores
 from tasks.tokenization.encoding import TokenizeSpec, tokenize
@@ -22,7 +23,6 @@ from tasks.training.causal.runner import (
     fit,
     load_tokenizer,
     prepare_model,
-    save,
     train_causal,
 )
 from tests.conftest import ASSISTANT_DATA
@@ -116,7 +116,7 @@ def test_causal_method_trains_and_loads_back(
         "base": {"path": str(base.path), "kind": "local"},
     }
     target = tmp_path / "artifact"
-    save(model, tokenizer, target, manifest, base, stats.history)
+    save_artifact(model, tokenizer, target, manifest, base, stats.history)
     loaded, loaded_tok, _ = artifacts.load_causal(target)
     model.eval()
     texts = ["Give the opposite of this word.\nhot\n", "Tell me about the river in Ashford.\n"]

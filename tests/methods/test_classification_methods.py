@@ -10,6 +10,7 @@ import torch
 
 from tasks.data.load import DataSpec, load
 from tasks.models import artifacts
+from tasks.models.artifacts import save_artifact
 from tasks.models.base import BaseModelSpec
 from tasks.tokenization.encoding import TokenizeSpec, tokenize
 from tasks.training import METHODS
@@ -18,7 +19,6 @@ from tasks.training.encoder.runner import (
     count_parameters,
     fit_method,
     prepare_model,
-    save,
     train_classifier,
 )
 from tests.conftest import EXAMPLE_DATA
@@ -88,7 +88,7 @@ def test_method_trains_changes_only_trainable_params_and_loads_back(
         "base": {"path": str(base.path), "kind": "local"},
     }
     target = tmp_path / "artifact"
-    save(model, tokenizer, target, manifest, base, stats.history)
+    save_artifact(model, tokenizer, target, manifest, base, stats.history)
     loaded, loaded_tok, _ = artifacts.load_classifier(target)
     texts = ["a wonderful evening", "a dreadful evening"]
     model.eval()

@@ -5,7 +5,6 @@ work as for the encoders (`tasks.training.checkpoints`)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -14,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tasks.core import atomic
 from tasks.models import artifacts
 from tasks.models import base as models
 from tasks.models.base import BaseModelSpec
@@ -220,24 +218,6 @@ def prompt_style(data_format: str) -> str:
     return {"alpaca": "alpaca", "chat": "chat"}.get(data_format, "raw")
 
 
-def save(
-    model: Any,
-    tokenizer: Any,
-    target: Path,
-    manifest: dict[str, Any],
-    base: BaseModelSpec,
-    history: list[dict[str, float]],
-) -> None:
-    """Write the artifact to a staging folder and move it into place only when complete."""
-    with atomic.staged(target) as tmp:
-        model.save_pretrained(str(tmp / "model"), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp / "tokenizer"))
-        if manifest["kind"] == "adapter" and models.is_local(base):
-            shutil.copytree(models.resolve_model_path(base), tmp / "base")
-        (tmp / "history.json").write_text(json.dumps(history))
-        artifacts.write_manifest(tmp, manifest)
-
-
 def train_causal(
     tokenized: TokenizedRef,
     base: BaseModelSpec,
@@ -278,7 +258,7 @@ def train_causal(
     if kind == "weights" and hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     if is_main_process():  # under `accelerate launch`, rank 0 alone writes
-        save(model, tokenizer, target, manifest, base, stats.history)
+        artifacts.save_artifact(model, tokenizer, target, manifest, base, stats.history)
         shutil.rmtree(out_dir / "trainer", ignore_errors=True)
         if checkpoint_dir is not None:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)

@@ -3,13 +3,11 @@ dynamic padding, length-grouped batches), and the `train_model` task."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from tasks.core import atomic
 from tasks.models import artifacts
 from tasks.models import base as models
 from tasks.models.base import BaseModelSpec
@@ -201,25 +199,6 @@ def fit_method(
     return fit(model, tokenizer, tokenized, spec, work, callbacks, checkpoint_dir)
 
 
-def save(
-    model: Any,
-    tokenizer: Any,
-    target: Path,
-    manifest: dict[str, Any],
-    base: BaseModelSpec,
-    history: list[dict[str, float]],
-) -> None:
-    """Write the artifact to a staging folder and move it into place only when complete."""
-    with atomic.staged(target) as tmp:
-        model.save_pretrained(str(tmp / "model"), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp / "tokenizer"))
-        if manifest["kind"] in ("adapter", "probe") and models.is_local(base):
-            # A local base folder would not resolve elsewhere: the artifact carries a copy.
-            shutil.copytree(models.resolve_model_path(base), tmp / "base")
-        (tmp / "history.json").write_text(json.dumps(history))
-        artifacts.write_manifest(tmp, manifest)
-
-
 def train_classifier(
     tokenized: TokenizedRef,
     base: BaseModelSpec,
@@ -254,7 +233,7 @@ def train_classifier(
     }
     target = out_dir / "artifact"
     if is_main_process():  # under `accelerate launch`, rank 0 alone writes
-        save(model, tokenizer, target, manifest, base, stats.history)
+        artifacts.save_artifact(model, tokenizer, target, manifest, base, stats.history)
         shutil.rmtree(out_dir / "trainer", ignore_errors=True)
         if checkpoint_dir is not None:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
