@@ -364,9 +364,9 @@ def validate(
 
 
 def _print_report(path: str, as_json: bool) -> None:
-    from data_contracts import Report
+    from tasks.validation.cache import read_report
 
-    report = Report.from_dict(json.loads(Path(path).read_text()))
+    report = read_report(Path(path).parent)
     table = Table(
         title=f"data contract '{report.contract}': {'passed' if report.passed else 'FAILED'}"
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -66,20 +65,17 @@ def save_report(report: Report, folder: Path) -> None:
 
 
 def read_report(folder: Path) -> Report:
+    """The report saved in `folder` by `save_report`."""
     return Report.from_dict(json.loads((folder / REPORT_JSON).read_text()))
 
 
-def report_folder(
-    inputs: ValidationInputs, holding: Callable[[], None] | None = None
-) -> tuple[Path, bool]:
+def report_folder(inputs: ValidationInputs) -> tuple[Path, bool]:
     """The folder holding the report for `inputs` (JSON, HTML, GX Data Docs), and whether it was
     kept from before; the contract runs now when it was not. One process runs a key at a time,
-    the others wait for its result; `holding` is called once the key is this process's."""
+    the others wait for its result."""
     key = key_of(inputs)
     folder = settings.cache_dir("validation") / key
     with file_lock(f"validation-{key}"):
-        if holding is not None:
-            holding()
         if (folder / REPORT_JSON).is_file():
             return folder, True
         report = inputs.run()
