@@ -31,8 +31,10 @@ from tasks.registry.continual import (
     plan_init,
     resolve_init,
 )
+from tasks.registry.pending import register_pending
 from tasks.registry.register import (
     APPROVAL_POLICY,
+    Candidate,
     RegistrationRef,
     candidate_key,
     registration_line,
@@ -109,8 +111,8 @@ def lineage(
 
 
 def outcome(
-    recipe: Recipe,
-    data: DataRef,
+    name: str,
+    data_fingerprint: str,
     registered: RegistrationRef | None = None,
     run_id: str | None = None,
     evaluated: EvalResult | None = None,
@@ -127,22 +129,26 @@ def outcome(
         status = "awaiting_approval"  # challenger; a person approves or rejects it
     else:
         status = "promoted" if registered.promoted else "not_promoted"
+    if init is not None:
+        parent_version = init.parent.version if init.parent else None
+    else:  # registered from a kept run: its lineage says where training started
+        parent_version = (registered.tags.get("parent_version") if registered else None) or None
     return FinetuneOutcome(
         status=status,
-        model_name=recipe.name,
+        model_name=name,
         model_version=registered.version if registered is not None else None,
         mlflow_run_id=run_id,
         promoted=registered.promoted if registered is not None else False,
         metrics=evaluated.metrics if evaluated is not None else {},
         base_metrics=evaluated.base_metrics if evaluated is not None else {},
         reasons=list(registered.reasons) if registered is not None else [],
-        data_fingerprint=data.fingerprint,
+        data_fingerprint=data_fingerprint,
         contract_report=contract_report,
         artifact=trained.path if trained is not None else None,
         train=asdict(trained) if trained is not None else {},
         baselines=evaluated.baselines if evaluated is not None else {},
         init=init.note if init is not None else "",
-        parent_version=init.parent.version if init is not None and init.parent else None,
+        parent_version=parent_version,
     )
 
 
@@ -154,6 +160,14 @@ def find_registered_version(name: str, key: str) -> RegistrationRef | None:
     return settle_candidate(name, key)
 
 
+def register_kept(folder: str) -> FinetuneOutcome:
+    """`tuneline register FOLDER`: register a run whose registration could not reach MLflow, with
+    the recipe's gate as the run would have; the outcome in the run's own shape."""
+    kept, registered = register_pending(folder)
+    fingerprint = kept.lineage.get("data_fingerprint", "")
+    return outcome(kept.name, fingerprint, registered, kept.run_id, kept.ev, kept.train)
+
+
 def unchanged_outcome(recipe: Recipe) -> FinetuneOutcome | None:
     """Without starting a flow: the outcome of a run that would find this recipe, data and code
     already registered (sources hashed, not parsed; one registry query), or None."""
@@ -162,7 +176,7 @@ def unchanged_outcome(recipe: Recipe) -> FinetuneOutcome | None:
     data = load(recipe.data, recipe.train.seed)
     init = plan_init(*init_arguments(recipe, data))
     settled = settle_candidate(recipe.name, candidate_key_for(recipe, data.fingerprint, init.key))
-    return None if settled is None else outcome(recipe, data, settled, init=init)
+    return None if settled is None else outcome(recipe.name, data.fingerprint, settled, init=init)
 
 
 def init_arguments(recipe: Recipe, data: DataRef) -> tuple[Any, ...]:
@@ -204,9 +218,27 @@ def finetune(recipe: Recipe) -> FinetuneOutcome:
     evaluated = evaluate(run, trained, tokenized)
     if not recipe.registry.enabled:
         tracking.end_tracking(run.id)
-        return outcome(recipe, data, None, run.id, evaluated, trained, report.report_html, init)
+        return outcome(
+            recipe.name,
+            data.fingerprint,
+            None,
+            run.id,
+            evaluated,
+            trained,
+            report.report_html,
+            init,
+        )
     registered = register(run, trained, evaluated, report.summary)
-    return outcome(recipe, data, registered, run.id, evaluated, trained, report.report_html, init)
+    return outcome(
+        recipe.name,
+        data.fingerprint,
+        registered,
+        run.id,
+        evaluated,
+        trained,
+        report.report_html,
+        init,
+    )
 
 
 # -- the stages, each the task calls of one step with the recipe's settings ------------------------
@@ -235,7 +267,7 @@ def answer_existing(run: Run, existing: RegistrationRef) -> FinetuneOutcome:
     print(registration_line(existing))
     if existing.awaiting_approval:
         existing = await_approval(existing, run.recipe.registry.approval_timeout)
-    return outcome(run.recipe, run.data, existing, init=run.init)
+    return outcome(run.recipe.name, run.data.fingerprint, existing, init=run.init)
 
 
 def start_run(run: Run) -> Run:
@@ -340,9 +372,8 @@ def register(
     run), let the gate decide on `champion`, and wait for a person when the recipe asks."""
     recipe = run.recipe
     tags = lineage(recipe, run.data, contract_summary, run.init)
-    gate = recipe.registry.gate
-    pending = stage_registration(run.out_dir, recipe.name, run.id, trained, evaluated, gate, tags)
-    registered = register_model(recipe.name, run.id, trained, evaluated, gate, tags, pending)
+    candidate = Candidate(recipe.name, run.id, trained, evaluated, recipe.registry.gate, tags)
+    registered = register_model(candidate, stage_registration(run.out_dir, candidate))
     print(registration_line(registered))
     publish_registration(registered, evaluated, run.id)
     tracking.end_tracking(run.id)

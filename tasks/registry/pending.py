@@ -12,22 +12,14 @@ from tasks.core.errors import RegistryError, first_line
 from tasks.core.promotion import GateSpec
 from tasks.core.secrets import redact_obj
 from tasks.evaluation.classifier import EvalResult
-from tasks.registry.register import RegistrationRef, register_or_outage
+from tasks.registry.register import Candidate, RegistrationRef, register_or_outage
 from tasks.services import tracking
 from tasks.training.base import TrainResult
 
 PENDING = "registration.json"
 
 
-def save_pending(
-    folder: str,
-    name: str,
-    run_id: str,
-    train: TrainResult,
-    ev: EvalResult,
-    gate: GateSpec,
-    lineage: dict[str, str],
-) -> str:
+def save_pending(folder: str, candidate: Candidate) -> str:
     """Write everything registration needs beside the trained artifact (atomically), so a
     registration MLflow refused can be done later with `tuneline register FOLDER`."""
     from dataclasses import asdict
@@ -35,12 +27,12 @@ def save_pending(
     target = Path(folder) / PENDING
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "name": name,
-        "run_id": run_id,
-        "train": asdict(train),
-        "eval": asdict(ev),
-        "gate": gate.model_dump(),
-        "lineage": lineage,
+        "name": candidate.name,
+        "run_id": candidate.run_id,
+        "train": asdict(candidate.train),
+        "eval": asdict(candidate.ev),
+        "gate": candidate.gate.model_dump(),
+        "lineage": candidate.lineage,
         "registered_version": None,
     }
     _write_pending(target, payload)
@@ -61,34 +53,35 @@ def mark_registered(folder: str, registered: RegistrationRef) -> None:
         _write_pending(target, payload)
 
 
-def register_pending(path: str) -> RegistrationRef:
-    """Register a run kept by `save_pending` (idempotent: a second call registers nothing)."""
+def register_pending(path: str) -> tuple[Candidate, RegistrationRef]:
+    """Register a run kept by `save_pending` (idempotent: a second call registers nothing):
+    what was kept, and what registration made of it."""
     folder = Path(path)
     file = folder if folder.name == PENDING else folder / PENDING
     if not file.is_file():
         raise RegistryError(
             f"{path}: no {PENDING} here; name the run folder a failed registration printed"
         )
-    name, run_id, train, ev, gate, lineage = _read_pending(file)
-    if not Path(train.path).is_dir():
-        raise RegistryError(f"{path}: the trained artifact {train.path} is gone; re-run the recipe")
-    registered = register_or_outage((name, run_id, train, ev, gate, lineage), "try again later")
+    candidate = _read_pending(file)
+    if not Path(candidate.train.path).is_dir():
+        raise RegistryError(
+            f"{path}: the trained artifact {candidate.train.path} is gone; re-run the recipe"
+        )
+    registered = register_or_outage(candidate, "try again later")
     mark_registered(str(file.parent), registered)
     with contextlib.suppress(Exception):
-        tracking.end(run_id)
-    return registered
+        tracking.end(candidate.run_id)
+    return candidate, registered
 
 
-def _read_pending(
-    file: Path,
-) -> tuple[str, str, TrainResult, EvalResult, GateSpec, dict[str, str]]:
+def _read_pending(file: Path) -> Candidate:
     """The registration kept in `file`; a damaged one (cut short, edited, not tuneline's) is one
     line saying so, never a traceback."""
     try:
         payload = json.loads(file.read_text(encoding="utf-8"))
         lineage = {str(k): str(v) for k, v in payload["lineage"].items()}
         lineage["candidate_key"]  # noqa: B018 - registration is keyed by it
-        return (
+        return Candidate(
             str(payload["name"]),
             str(payload["run_id"]),
             TrainResult(**payload["train"]),

@@ -104,6 +104,23 @@ class RegisterSpec(BaseModel):
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """What registering one trained model needs, in one piece: the run flow stages it on disk
+    (`registration.json`) before talking to MLflow, and `tuneline register` reads it back."""
+
+    name: str  # the registered model's name (the recipe's)
+    run_id: str  # the MLflow run it was trained and evaluated in
+    train: TrainResult
+    ev: EvalResult
+    gate: GateSpec
+    lineage: dict[str, str]  # the version's tags; its `candidate_key` keys registration
+
+    @property
+    def key(self) -> str:
+        return self.lineage["candidate_key"]
+
+
+@dataclass(frozen=True)
 class RegistrationRef:
     model_name: str
     version: str | None
@@ -344,21 +361,16 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def register(
-    name: str,
-    run_id: str,
-    train: TrainResult,
-    ev: EvalResult,
-    gate: GateSpec,
-    lineage: dict[str, str],
-) -> RegistrationRef:
+def register(candidate: Candidate) -> RegistrationRef:
     """Register (once per candidate key), tag lineage, decide promotion and move aliases.
 
     Serialised per model name, so two runs finishing together cannot both become champion or
     register the same candidate twice.
     """
+    name, run_id, train, ev = candidate.name, candidate.run_id, candidate.train, candidate.ev
+    gate, lineage = candidate.gate, candidate.lineage
     with concurrency.exclusive(f"register-{name}"):
-        key = lineage["candidate_key"]
+        key = candidate.key
         # not retried here: the register task retries as a whole
         existing = _search_candidate(name, key)
         if existing is not None:
@@ -467,6 +479,7 @@ def _settle(name: str, existing: Any) -> RegistrationRef:
         promoted=False,
         reasons=[f"same recipe, data and code as version {existing.version}; nothing registered"],
         already_registered=True,
+        tags=tags,
     )
 
 
@@ -528,15 +541,13 @@ def reachable() -> bool:
     return True
 
 
-def register_or_outage(
-    arguments: tuple[str, str, TrainResult, EvalResult, GateSpec, dict[str, str]], what_next: str
-) -> RegistrationRef:
+def register_or_outage(candidate: Candidate, what_next: str) -> RegistrationRef:
     """`register`, telling an outage from a refusal: when MLflow does not answer at all, a
     `RegistryUnavailable` (retried, then shown) ending with `what_next`; anything else as it is."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return register(*arguments)
+        return register(candidate)
     except TunelineError:
         raise
     except Exception as exc:
@@ -544,7 +555,7 @@ def register_or_outage(
             if isinstance(exc, MlflowException):  # MLflow refused: say what it said
                 raise RegistryError(
                     f"MLflow at {redact(settings.tracking_uri())} refused to register "
-                    f"'{arguments[0]}': {first_line(exc)}"
+                    f"'{candidate.name}': {first_line(exc)}"
                 ) from None
             raise  # not MLflow: a bug here, keep its traceback
         raise RegistryUnavailable(

@@ -8,13 +8,17 @@ from prefect.artifacts import create_markdown_artifact
 
 from tasks.core import settings
 from tasks.core.errors import retry_unless_user_error
-from tasks.core.promotion import GateSpec, decision_markdown
+from tasks.core.promotion import decision_markdown
 from tasks.core.secrets import redact
 from tasks.evaluation.classifier import EvalResult, before_after_markdown
 from tasks.registry.pending import mark_registered, save_pending
-from tasks.registry.register import RegistrationRef, register_or_outage, registration_line
+from tasks.registry.register import (
+    Candidate,
+    RegistrationRef,
+    register_or_outage,
+    registration_line,
+)
 from tasks.services import tracking
-from tasks.training.base import TrainResult
 
 
 @task(
@@ -23,21 +27,13 @@ from tasks.training.base import TrainResult
     retry_delay_seconds=settings.registry_retry_delays(),
     retry_condition_fn=retry_unless_user_error,
 )
-def register_model(
-    name: str,
-    run_id: str,
-    train: TrainResult,
-    ev: EvalResult,
-    gate: GateSpec,
-    lineage: dict[str, str],
-    pending: str | None = None,
-) -> RegistrationRef:
+def register_model(candidate: Candidate, pending: str | None = None) -> RegistrationRef:
     """Register the trained model with its lineage and apply the promotion gate. When MLflow
     does not answer, wait and retry; the last failure says how to register the kept artifacts."""
     later = f"`tuneline register {pending}`" if pending else "`tuneline register RUN_FOLDER`"
     registered = register_or_outage(
-        (name, run_id, train, ev, gate, lineage),
-        f"'{name}' was trained and evaluated; its registration did not finish. Nothing was lost: "
+        candidate,
+        f"'{candidate.name}' was trained and evaluated; its registration did not finish. Nothing was lost: "
         f"once MLflow answers again, run {later}",
     )
     if pending:
@@ -70,14 +66,6 @@ def publish_registration(registered: RegistrationRef, ev: EvalResult, run_id: st
 
 
 @task(name="stage_registration")
-def stage_registration(
-    folder: str,
-    name: str,
-    run_id: str,
-    train: TrainResult,
-    ev: EvalResult,
-    gate: GateSpec,
-    lineage: dict[str, str],
-) -> str:
+def stage_registration(folder: str, candidate: Candidate) -> str:
     """Keep what registration needs on disk before talking to MLflow."""
-    return save_pending(folder, name, run_id, train, ev, gate, lineage)
+    return save_pending(folder, candidate)

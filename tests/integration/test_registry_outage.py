@@ -5,18 +5,22 @@ ever points at a version whose registration did not complete."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
+from flows.finetune import FinetuneOutcome
+from tests import forkserver
 from tests.conftest import MlflowServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect_api")]
 
 
 @pytest.fixture()
@@ -115,19 +119,20 @@ def test_long_outage_fails_clearly_then_register_finishes_once(
     assert versions(server, "keyword-classifier") == []  # nothing half-registered
     assert champion(server, "keyword-classifier") is None
 
-    def register() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tuneline", "register", str(kept)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-        )
+    def register(*extra: str) -> subprocess.CompletedProcess[str]:
+        return forkserver.tuneline("register", kept, *extra, env=env, timeout=300)
 
     first = register()
     assert first.returncode == 0, first.stdout + first.stderr[-3000:]
     assert "Registered keyword-classifier version 1 (champion)" in first.stdout
     again = register()
     assert again.returncode == 0 and "already registered" in again.stdout
+    # --json: the outcome in the shape `tuneline run --json` prints
+    as_json = register("--json")
+    assert as_json.returncode == 0, as_json.stdout + as_json.stderr[-3000:]
+    told = json.loads(as_json.stdout.strip().splitlines()[-1])
+    assert set(told) == {f.name for f in fields(FinetuneOutcome)}
+    assert told["status"] == "unchanged" and told["model_version"] == "1"
+    assert told["metrics"]["accuracy"] > 0 and told["artifact"].startswith(str(kept))
     assert len(versions(server, "keyword-classifier")) == 1
     assert champion(server, "keyword-classifier") == "1"
