@@ -1,3 +1,3 @@
-from tuneline.cli import app
+from tuneline.cli import main
 
-app()
+main()

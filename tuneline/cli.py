@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -646,21 +646,23 @@ def register(
     """Register a trained run whose registration could not reach MLflow (idempotent: a run
     already registered registers nothing again), applying the recipe's gate as the run would."""
     with user_errors():
-        from tasks.registry.pending import register_pending
+        from flows.finetune import register_kept
 
-        registered = register_pending(str(run_folder))
-    if json_:
-        sys.stdout.write(json.dumps(registered.__dict__, default=str) + "\n")
-        return
-    if registered.already_registered:
-        out.print(f"{registered.model_name} version {registered.version} already registered.")
+        registered = register_kept(str(run_folder))
+    if json_:  # the shape of `tuneline run --json`
+        sys.stdout.write(registered.to_json() + "\n")
+        raise typer.Exit(registered.exit_code)
+    name, version = registered.model_name, registered.model_version
+    if registered.status == "unchanged":
+        out.print(f"{name} version {version} already registered.")
     else:
-        role = "champion" if registered.promoted else "not promoted"
-        out.print(f"Registered {registered.model_name} version {registered.version} ({role}).")
+        role = {"promoted": "champion", "awaiting_approval": "challenger, awaiting approval"}
+        out.print(
+            f"Registered {name} version {version} ({role.get(registered.status, 'not promoted')})."
+        )
     for reason in registered.reasons:
         out.print(f"  - {reason}", highlight=False)
-    if not registered.already_registered and not registered.promoted:
-        raise typer.Exit(3)
+    raise typer.Exit(registered.exit_code)
 
 
 @app.command("tiny-model")
@@ -726,5 +728,36 @@ def _redacting_excepthook(kind: Any, value: Any, traceback: Any) -> None:
     sys.stderr.write(redact("".join(tb.format_exception(kind, value, traceback))))
 
 
-def main() -> None:
-    app()
+def main() -> NoReturn:
+    """The `tuneline` command (`python -m tuneline` too). Once the work is done it ends without the
+    interpreter's teardown of every module it loaded, seconds of freeing objects nobody will use
+    again once torch, transformers, MLflow and Great Expectations are loaded: what registered to
+    run at exit runs as at any exit (Prefect's hooks, non-daemon threads, the temporary server's
+    stop, logging's flush), the output is flushed, then the process ends with the command's exit
+    status. An exception the command did not handle ends it the usual way, traceback and all."""
+    try:
+        app()
+    except SystemExit as done:
+        _exit_without_teardown(done.code)
+    _exit_without_teardown(0)
+
+
+def _exit_without_teardown(code: Any) -> NoReturn:
+    import atexit
+    import threading
+
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # sys.exit("message"): printed, status 1, as the interpreter does
+        sys.stderr.write(f"{code}\n")
+        status = 1
+    # what the interpreter runs first at exit: threading's exit hooks (Prefect drains its log and
+    # event workers there), then it joins the threads that are not daemons
+    getattr(threading, "_shutdown")()  # noqa: B009 - private; not in the type stubs
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
