@@ -28,6 +28,12 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests import forkserver
+
+    forkserver.stop_all()  # the process the tests' commands were forked from, if one started
+
+
 @pytest.fixture(scope="session")
 def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The user cache the whole session shares (an empty MLflow store to copy), kept out of the
@@ -268,6 +274,16 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory):
         yield url
     finally:
         stop_prefect_server(proc)
+
+
+@pytest.fixture()
+def shared_prefect_api(prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The session's Prefect server as `PREFECT_API_URL` for a test's commands: their flow runs go
+    there, and no command starts a temporary server of its own (seconds of CPU each). The tests
+    whose subject is the temporary server (test_run_cli, test_cli_startup, test_resilience,
+    test_tracking_runs) do without it."""
+    monkeypatch.setenv("PREFECT_API_URL", prefect_server)
+    return prefect_server
 
 
 @pytest.fixture()

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import REPO
 from tests.integration.test_run_cli import tuneline
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect_api")]
 
 QUICK = [
     "--set",

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests import forkserver
 from tests.conftest import keyword_rows, write_jsonl
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -20,13 +20,7 @@ NAME = "keyword-continual"
 
 
 def tuneline(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tuneline", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    return forkserver.tuneline(*args, env=env, timeout=600)
 
 
 def outcome_of(proc: subprocess.CompletedProcess[str]) -> dict:

@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests import forkserver
 from tests.conftest import keyword_rows, write_jsonl
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect_api")]
 
 
 def good_rows(n: int = 40, seed: int = 0) -> list[dict]:
@@ -220,20 +220,8 @@ CASES: dict[str, Case] = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _report_to_prefect_server(prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One real Prefect server for the corpus, instead of a temporary API per command."""
-    monkeypatch.setenv("PREFECT_API_URL", prefect_server)
-
-
 def validate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tuneline", "validate", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=300,
-    )
+    return forkserver.tuneline("validate", *args, env=os.environ.copy(), timeout=300)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

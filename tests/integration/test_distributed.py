@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import REPO
 from tests.integration.test_run_cli import registered_versions, tuneline
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect_api")]
 
 
 def run_json(*args: str) -> dict:

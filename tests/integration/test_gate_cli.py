@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import FILLER, KEYWORDS, keyword_rows, write_jsonl
 from tests.integration.test_run_cli import tuneline
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect_api")]
 
 
 def ambiguous_rows() -> list[dict]:

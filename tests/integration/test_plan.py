@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests import forkserver
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -19,13 +20,8 @@ SHORT = ["--set", "train.max_steps=-1", "--set", "train.epochs=0.5"]
 
 
 def tuneline(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tuneline", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "250"},  # one table row a line
-        timeout=600,
-    )
+    # COLUMNS: one table row a line
+    return forkserver.tuneline(*args, env={**os.environ, "COLUMNS": "250"}, timeout=600)
 
 
 @pytest.fixture()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+from tests import forkserver
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect_api")]
 
 # On the one-token-per-word encoder below the recipe's own learning rate (5e-3) leaves the
 # classifier answering one class for every row (which the gate never promotes), and 2e-3 learns
@@ -41,14 +42,7 @@ def steady_recipe(keyword_recipe: Path) -> Path:
 def tuneline(
     *args: str, env: dict[str, str], stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tuneline", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        input=stdin,
-    )
+    return forkserver.tuneline(*args, env=env, timeout=600, input=stdin)
 
 
 def last_json(proc: subprocess.CompletedProcess[str]) -> dict:

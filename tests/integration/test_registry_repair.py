@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -20,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from tests import forkserver
 from tests.conftest import MlflowServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("shared_prefect_api")]
 
 SEARCH = ("GET", "/api/2.0/mlflow/model-versions/search")
 SET_ALIAS = ("POST", "/api/2.0/mlflow/registered-models/alias")
@@ -112,13 +112,7 @@ def tuneline(*args: str, proxy: RefusingProxy) -> subprocess.CompletedProcess[st
         MLFLOW_HTTP_REQUEST_TIMEOUT="30",
         TUNELINE_REGISTRY_RETRY_DELAYS="0.2,0.2",
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "tuneline", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    proc = forkserver.tuneline(*args, env=env, timeout=600)
     assert PASSWORD not in proc.stdout + proc.stderr, "the tracking URI's password was printed"
     return proc
 

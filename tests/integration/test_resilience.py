@@ -12,17 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from tests import forkserver
+
 pytestmark = pytest.mark.integration
 
 
 def tuneline(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tuneline", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=600,
-    )
+    return forkserver.tuneline(*args, env=os.environ.copy(), timeout=600)
 
 
 def versions(name: str) -> list:

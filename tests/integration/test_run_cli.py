@@ -6,25 +6,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests import forkserver
 from tests.conftest import write_jsonl
 
 pytestmark = pytest.mark.integration
 
 
 def tuneline(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tuneline", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=os.environ.copy(),
-        timeout=600,
-    )
+    return forkserver.tuneline(*args, cwd=cwd, env=os.environ.copy(), timeout=600)
 
 
 def registered_versions(name: str) -> list:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import forkserver
 from tests.conftest import keyword_rows, write_jsonl
 
 pytestmark = pytest.mark.integration
@@ -120,13 +121,7 @@ train: {{max_steps: 4, batch_size: 16}}
 register: {{gate: {{beat_base: false, detect_gain: 0.15}}}}
 """
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "tuneline", "run", str(recipe), "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    proc = forkserver.tuneline("run", recipe, "--json", env=env, timeout=600)
     assert proc.returncode in (0, 3), proc.stdout[-2000:] + proc.stderr[-3000:]
 
     import mlflow
@@ -169,13 +164,8 @@ register: {{gate: {{beat_base: false, detect_gain: 0.15}}}}
     temporary = tmp_path / "prefect-temporary"
     env_local = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
     env_local["PREFECT_HOME"] = str(temporary)
-    checked = subprocess.run(
-        [
-            *(sys.executable, "-m", "tuneline", "validate"),
-            *("--data", f"{data_url}/train.jsonl", "--eval", f"{data_url}/eval.jsonl"),
-        ],
-        capture_output=True,
-        text=True,
+    checked = forkserver.tuneline(
+        *("validate", "--data", f"{data_url}/train.jsonl", "--eval", f"{data_url}/eval.jsonl"),
         env=env_local,
         timeout=600,
     )

@@ -14,18 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from tests import forkserver
+
 pytestmark = pytest.mark.integration
 
 
 def tuneline(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None):
-    return subprocess.run(
-        [sys.executable, "-m", "tuneline", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env or os.environ.copy(),
-        timeout=600,
-    )
+    return forkserver.tuneline(*args, cwd=cwd, env=env or os.environ.copy(), timeout=600)
 
 
 def test_read_only_working_folder_keeps_every_artifact_under_home(
