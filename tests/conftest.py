@@ -28,10 +28,20 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(item.name == "test_mypy_on_every_package" for item in session.items):
+        from tests.unit.test_tooling import start_mypy
+
+        start_mypy()  # a minute of one core, run beside the tests before it
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     from tests import forkserver
 
     forkserver.stop_all()  # the process the tests' commands were forked from, if one started
+    from tests.unit.test_tooling import stop_mypy
+
+    stop_mypy()
 
 
 @pytest.fixture(scope="session")
