@@ -81,8 +81,9 @@ def _preload() -> None:
         raise RuntimeError(f"a preloaded library started threads {extra}; it cannot be forked")
 
 
-def _child(request: dict[str, Any], fds: list[int]) -> int:
-    """In the forked child: become the command and run it; returns its exit status."""
+def _child(request: dict[str, Any], fds: list[int]) -> None:
+    """In the forked child: become the command and run it. tuneline's entry point ends the
+    process itself; a `SystemExit` raised before it gets there ends it as the interpreter would."""
     import runpy
 
     for target, fd in enumerate(fds):
@@ -97,21 +98,12 @@ def _child(request: dict[str, Any], fds: list[int]) -> int:
     from prefect.context import refresh_global_settings_context
 
     refresh_global_settings_context()  # Prefect's settings from this command's environment
-    for name in ("SIGINT", "SIGTERM", "SIGCHLD", "SIGPIPE"):
-        signal.signal(getattr(signal, name), signal.SIG_DFL)
+    # the signal handling the interpreter sets up at start-up
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as the interpreter sets it at start-up
-    try:
-        runpy.run_module("tuneline", run_name="__main__", alter_sys=True)
-    except SystemExit as exc:
-        code = exc.code
-        if code is None:
-            return 0
-        if isinstance(code, int):
-            return code
-        print(code, file=sys.stderr)
-        return 1
-    return 0
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    runpy.run_module("tuneline", run_name="__main__", alter_sys=True)
 
 
 def serve(address: str) -> None:
@@ -133,7 +125,8 @@ def serve(address: str) -> None:
             if pid == 0:
                 for held in (listener, conn, *waiting.values()):
                     held.close()
-                raise SystemExit(_child(request, fds))  # the interpreter's normal exit: atexit
+                _child(request, fds)
+                raise SystemExit(0)
             for fd in fds:
                 os.close(fd)
             conn.sendall(f"{pid}\n".encode())

@@ -22,11 +22,16 @@ PACKAGES = ("tasks", "flows", "data_contracts", "tuneline", "deployments")
 ALLOWED_CYCLE_EDGES: set[tuple[str, str]] = set()
 
 
-def run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _executable(tool: str) -> str | None:
     exe = BIN / tool if (BIN / tool).exists() else shutil.which(tool)
+    return None if exe is None else str(exe)
+
+
+def run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    exe = _executable(tool)
     if exe is None:
         pytest.fail(f"{tool} is not installed; install the dev extra (pip install -e '.[dev]')")
-    return subprocess.run([str(exe), *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    return subprocess.run([exe, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
 def test_ruff_lint() -> None:
@@ -51,12 +56,12 @@ _early: list[tuple[subprocess.Popen[bytes], Any]] = []
 
 
 def start_mypy() -> None:
-    exe = BIN / "mypy" if (BIN / "mypy").exists() else shutil.which("mypy")
+    exe = _executable("mypy")
     if exe is None or _early:
         return  # the test says what is missing
     output = tempfile.TemporaryFile()  # noqa: SIM115 - read and closed by the test
     _early.append(
-        (subprocess.Popen([str(exe)], cwd=REPO, stdout=output, stderr=subprocess.STDOUT), output)
+        (subprocess.Popen([exe], cwd=REPO, stdout=output, stderr=subprocess.STDOUT), output)
     )
 
 
