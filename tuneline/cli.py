@@ -117,7 +117,14 @@ INTERRUPT_GRACE_S = 5.0
 def runs_end_on_interrupt() -> Iterator[None]:
     """Ctrl-C while a recipe runs ends its MLflow run KILLED (a failure: FAILED) and exits 1
     within seconds. After Ctrl-C, Prefect reports the crash to its API server; when that does not
-    answer, Prefect retries for minutes: a watchdog gives it `INTERRUPT_GRACE_S`, then leaves. Checkpoints are complete or ignored, so the next run resumes from the last."""
+    answer, Prefect retries for minutes: a watchdog gives it `INTERRUPT_GRACE_S`, then leaves.
+    Checkpoints are complete or ignored, so the next run resumes from the last.
+
+    The `KeyboardInterrupt` is raised wherever the main thread happens to be; when that is a
+    finaliser (`__del__`, a weakref callback), Python cannot raise it out and prints it as
+    "Exception ignored" instead. Such a lost interrupt is not shown and is raised again as soon
+    as the finaliser returns, so Ctrl-C stops the run wherever it lands."""
+    import _thread
     import signal
     import threading
 
@@ -125,6 +132,9 @@ def runs_end_on_interrupt() -> Iterator[None]:
 
     lock = threading.RLock()  # a second Ctrl-C may land while the first is being handled
     said: list[bool] = []
+    swallowed = threading.Event()  # a finaliser took the interrupt
+    lost: list[bool] = []  # ... and it is on its way again
+    reached = threading.Event()  # the interrupt got out to this block
 
     def end_runs() -> None:
         with lock:
@@ -153,19 +163,39 @@ def runs_end_on_interrupt() -> Iterator[None]:
     def watchdog() -> None:
         import time
 
-        time.sleep(INTERRUPT_GRACE_S)
+        deadline = time.monotonic() + INTERRUPT_GRACE_S
+        while (left := deadline - time.monotonic()) > 0:
+            if swallowed.wait(left):  # a finaliser took it: raise it again once that is over
+                swallowed.clear()
+                lost.append(True)
+                _thread.interrupt_main()
         leave()
 
     def on_interrupt(signum: int, frame: Any) -> None:
+        if lost:
+            lost.clear()
+            raise KeyboardInterrupt  # the same Ctrl-C again, out of the finaliser now
         if said or any(t.name == "tuneline-interrupt" for t in threading.enumerate()):
             leave()  # a second Ctrl-C: leave now
         threading.Thread(target=watchdog, name="tuneline-interrupt", daemon=True).start()
         raise KeyboardInterrupt
 
+    hook = sys.unraisablehook
+
+    def on_unraisable(unraisable: Any) -> None:
+        interrupted = any(t.name == "tuneline-interrupt" for t in threading.enumerate())
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and interrupted:
+            if not reached.is_set():
+                swallowed.set()  # the watchdog raises it again, from outside the finaliser
+            return
+        hook(unraisable)
+
     previous = signal.signal(signal.SIGINT, on_interrupt)
+    sys.unraisablehook = on_unraisable
     try:
         yield
     except KeyboardInterrupt:
+        reached.set()
         end_runs()
         raise typer.Exit(1) from None
     except Exception:
@@ -173,6 +203,7 @@ def runs_end_on_interrupt() -> Iterator[None]:
         raise
     finally:
         signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = hook
 
 
 def _metrics_table(
