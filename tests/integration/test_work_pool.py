@@ -75,7 +75,8 @@ def test_a_process_worker_runs_a_deployed_recipe(
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    # the worker looks for runs every 2 s instead of Prefect's 10
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_WORKER_QUERY_SECONDS": "2"}
     pool, _ = deploy_to_a_new_pool(keyword_recipe, env, tmp_path)
     log = tmp_path / "worker.log"
     with a_worker(pool, env, log), temporary_settings({PREFECT_API_URL: prefect_server}):
