@@ -17,6 +17,18 @@ own packages (`--tuneline-site`, `--peer-site`: `pip install --target`), or anot
 (`--tuneline-python`, `--peer-python`: a venv's). Each process records the versions and files of
 the libraries it imported, so the shadowing is checked, not assumed.
 
+On a GPU machine whose Python already has torch, transformers, accelerate and the scientific
+stack but nothing else, the two sites are `pip install --no-deps --target DIR` of these wheels
+(downloaded elsewhere with `pip download --no-deps --only-binary=:all: --python-version 3.12
+--platform manylinux2014_x86_64 ...`, about 41 MB in all):
+- tuneline: transformers==5.23.0 trl==1.16.0 peft==0.21.2 datasets==5.2.0 tokenizers==0.23.3
+  pydantic==2.14.3 pydantic-core==2.50.4 annotated-types typing-inspection typing-extensions
+  dill==0.4.1 multiprocess==0.70.19 orjson fsspec==2026.9.0 regex;
+- LLaMA-Factory: llamafactory==0.9.5 transformers==5.6.0 trl==0.24.0 peft==0.18.1
+  datasets==4.0.0 accelerate==1.11.0 tokenizers==0.22.2 omegaconf dill==0.3.8
+  multiprocess==0.70.16 fsspec==2025.3.0 regex (what its venv resolves; `train` imports no
+  gradio, fire, tyro or modelscope).
+
 tuneline's side calls the plain functions the finetune flow's tasks call, without Prefect or
 MLflow: `tasks.data.load.load`, `tasks.tokenization.encoding.tokenize`, `tasks.training.launch.train`
 (in one process, `train_causal`). Its recipe is the one peer.py writes, with `mixed_precision:

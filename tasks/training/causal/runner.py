@@ -238,7 +238,7 @@ def train_causal(
     if spec.gradient_checkpointing and method.weights == "lora":
         model.enable_input_require_grads()  # activations must carry grads into the adapter
     trainable, total = count_parameters(model)
-    with threads_for_the_load(), PeakMemory() as memory:
+    with threads_for_the_load() as threads, PeakMemory() as memory:
         stats = fit(
             model, tokenizer, tokenized, method, spec, out_dir, max_length, base, checkpoint_dir
         )
@@ -265,7 +265,14 @@ def train_causal(
     quantized = float(bool(getattr(model, "is_loaded_in_4bit", False)))
     params = (trainable, total)
     return TrainResult.of(
-        str(target), method.name, kind, params, stats, memory, quantized_4bit=quantized
+        str(target),
+        method.name,
+        kind,
+        params,
+        stats,
+        memory,
+        quantized_4bit=quantized,
+        torch_threads=float(threads),
     )
 
 

@@ -218,7 +218,7 @@ def train_classifier(
     steps = total_steps(int(tokenized.stats.get("count", 0)), spec)
     model = prepare_model(base, method, labels, spec.seed, steps, init)
     trainable, total = count_parameters(model)
-    with threads_for_the_load(), PeakMemory() as memory:
+    with threads_for_the_load() as threads, PeakMemory() as memory:
         stats = fit_method(
             model, tokenizer, tokenized, method, spec, out_dir, max_length, checkpoint_dir
         )
@@ -237,7 +237,10 @@ def train_classifier(
         shutil.rmtree(out_dir / "trainer", ignore_errors=True)
         if checkpoint_dir is not None:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return TrainResult.of(str(target), method.name, kind, (trainable, total), stats, memory)
+    params = (trainable, total)
+    return TrainResult.of(
+        str(target), method.name, kind, params, stats, memory, torch_threads=float(threads)
+    )
 
 
 def classifier_from(
