@@ -232,18 +232,7 @@ def run_peer(o: Any, peer: Any, work: Path, part: str, gc: bool, tag: str) -> di
     r = finished(peer.timed(command, env, log), report, log, f"llamafactory {tag}")
     if r is None:
         return None
-    out_dir = Path(settings["output_dir"])
-    results = json.loads((out_dir / "train_results.json").read_text())
-    state = json.loads((out_dir / "trainer_state.json").read_text())
-    losses = [h["loss"] for h in state["log_history"] if "loss" in h]
-    return {
-        **r,
-        "train_s": results["train_runtime"],
-        "steps": state["global_step"],
-        "first_loss": losses[0] if losses else None,
-        "final_loss": results["train_loss"],
-        "losses": losses,
-    }
+    return {**r, **peer.peer_figures(Path(settings["output_dir"]))}
 
 
 def compare(o: Any, peer: Any, ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:

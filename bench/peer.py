@@ -348,11 +348,15 @@ def run_peer(venv: Path, config: Path, stub: Path, log: Path) -> dict[str, Any]:
             if line.startswith("output_dir:")
         )
     )
+    return {**outside, **peer_figures(out_dir)}
+
+
+def peer_figures(out_dir: Path) -> dict[str, Any]:
+    """What LLaMA-Factory's trainer wrote of its run: training time, steps and losses."""
     results = json.loads((out_dir / "train_results.json").read_text())
     state = json.loads((out_dir / "trainer_state.json").read_text())
     losses = [h["loss"] for h in state["log_history"] if "loss" in h]
     return {
-        **outside,
         "train_s": results["train_runtime"],
         "steps": state["global_step"],
         "first_loss": losses[0] if losses else None,
