@@ -51,6 +51,7 @@ bench/results/), rewritten after every comparison, with each process's log besid
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -91,6 +92,23 @@ def process_report(path: str, figures: dict[str, Any]) -> None:
     Path(path).write_text(json.dumps(figures, default=str))
 
 
+@contextlib.contextmanager
+def profiled(report: str) -> Any:
+    """With `--profile`, the block under cProfile, its statistics beside the report (`.prof`)."""
+    if not os.environ.get("BENCH_PROFILE"):
+        yield
+        return
+    import cProfile
+
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        yield
+    finally:
+        profile.disable()
+        profile.dump_stats(str(Path(report).with_suffix(".prof")))
+
+
 def tuneline_child(job_file: str) -> None:
     from dataclasses import asdict
 
@@ -110,10 +128,11 @@ def tuneline_child(job_file: str) -> None:
     data = load(DataSpec.model_validate(raw["data"]), spec.seed)
     tokenized = tokenize(data, base, tokenize_spec, method)
     out = Path(job["out_dir"])
-    result = train(
-        tokenized, base, method, spec, out, out / "checkpoints", labels=list(data.labels),
-        data_format=data.format, max_length=tokenize_spec.max_length, init=None,
-    )  # fmt: skip
+    with profiled(job["report"]):
+        result = train(
+            tokenized, base, method, spec, out, out / "checkpoints", labels=list(data.labels),
+            data_format=data.format, max_length=tokenize_spec.max_length, init=None,
+        )  # fmt: skip
     history = json.loads((Path(result.path) / "history.json").read_text())
     losses = [h["loss"] for h in history if "loss" in h]
     process_report(job["report"], {**asdict(result), "losses": losses})
@@ -125,7 +144,8 @@ def peer_child(arguments: list[str]) -> None:
 
     sys.argv = ["llamafactory-cli", *arguments]
     try:
-        main()
+        with profiled(os.environ["BENCH_REPORT"]):
+            main()
     finally:
         process_report(os.environ["BENCH_REPORT"], {})
 
@@ -164,7 +184,7 @@ def build_model(work: Path, size: str) -> tuple[Path, int]:
     return target, sum(p.numel() for p in model.parameters())
 
 
-def child_env(paths: list[Any], work: Path, **extra: str) -> dict[str, str]:
+def child_env(paths: list[Any], work: Path, profile: bool, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PREFECT_API_URL")}
     env.update(
         PYTHONPATH=os.pathsep.join(str(p) for p in paths if p),
@@ -174,6 +194,8 @@ def child_env(paths: list[Any], work: Path, **extra: str) -> dict[str, str]:
         HF_DATASETS_OFFLINE="1",
         **extra,
     )
+    if profile:
+        env["BENCH_PROFILE"] = "1"
     return env
 
 
@@ -198,7 +220,7 @@ def run_tuneline(o: Any, peer: Any, work: Path, part: str, tag: str) -> dict[str
     job.write_text(json.dumps({"recipe": raw, "out_dir": str(work / tag), "report": str(report)}))
     # A fresh home, as in peer.py: nothing cached by an earlier run (data, tokenization).
     home = {"TUNELINE_HOME": str(work / f"home-{tag}"), "TUNELINE_CACHE_DIR": str(work / "cache")}
-    env = child_env([o.tuneline_site, ROOT], work, **home)
+    env = child_env([o.tuneline_site, ROOT], work, o.profile, **home)
     log = o.logs / f"tuneline-{tag}.log"
     command = [o.tuneline_python, __file__, "--tuneline-child", str(job)]
     r = finished(peer.timed(command, env, log), report, log, f"tuneline {tag}")
@@ -224,7 +246,7 @@ def run_peer(o: Any, peer: Any, work: Path, part: str, gc: bool, tag: str) -> di
     report = o.logs / f"peer-{tag}.json"
     # The empty torchaudio first, as in peer.py (text training never uses it).
     env = child_env(
-        [peer.torchaudio_stub(work), o.peer_site], work,
+        [peer.torchaudio_stub(work), o.peer_site], work, o.profile,
         DISABLE_VERSION_CHECK="1", BENCH_REPORT=str(report),
     )  # fmt: skip
     log = o.logs / f"peer-{tag}.log"
@@ -308,6 +330,12 @@ def main() -> None:
     parser.add_argument("--cpu-smoke", action="store_true", help="small fp32 model, no GPU needed")
     parser.add_argument("--keep", type=Path, default=None, help="keep the work folder here")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run each tool's training under cProfile (slower: for where the time goes, not for "
+        "the ratios); statistics beside each process's report",
+    )
     o = parser.parse_args()
     o.steps = o.steps or (10 if o.cpu_smoke else 100)
     if o.tuneline_site:  # the model and the data are built with tuneline's stack too
