@@ -76,6 +76,15 @@ SIZES = {
 # -- inside each tool's process -------------------------------------------------------------------
 
 
+def where(module_file: str | None) -> str:
+    """Which stack a module came from: the PYTHONPATH folder that holds it, or the interpreter's
+    own packages (named as such, not by the machine's path)."""
+    for folder in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        if folder and module_file and module_file.startswith(folder.rstrip("/") + "/"):
+            return folder
+    return "the interpreter's own packages"
+
+
 def process_report(path: str, figures: dict[str, Any]) -> None:
     """`figures` and what only the process knows: the CUDA allocator's peak and the libraries it
     imported (version and file)."""
@@ -85,7 +94,7 @@ def process_report(path: str, figures: dict[str, Any]) -> None:
     figures["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     figures["device"] = torch.cuda.get_device_name(0) if cuda else "cpu"
     figures["libraries"] = {
-        name: [getattr(sys.modules[name], "__version__", "?"), sys.modules[name].__file__]
+        name: [getattr(sys.modules[name], "__version__", "?"), where(sys.modules[name].__file__)]
         for name in LIBRARIES
         if name in sys.modules
     }
