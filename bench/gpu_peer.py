@@ -80,7 +80,10 @@ def where(module_file: str | None) -> str:
     """Which stack a module came from: the PYTHONPATH folder that holds it, or the interpreter's
     own packages (named as such, not by the machine's path)."""
     for folder in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-        if folder and module_file and module_file.startswith(folder.rstrip("/") + "/"):
+        prefix = folder.rstrip("/") + "/"
+        # a venv inside the repository is not the repository's own code
+        inside = module_file and module_file.startswith(prefix)
+        if folder and inside and "site-packages" not in module_file[len(prefix) :]:
             return folder
     return "the interpreter's own packages"
 
