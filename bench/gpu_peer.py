@@ -250,11 +250,7 @@ def run_tuneline(o: Any, peer: Any, work: Path, part: str, tag: str) -> dict[str
 
 
 def run_peer(o: Any, peer: Any, work: Path, part: str, gc: bool, tag: str) -> dict | None:
-    config = peer.peer_config(work, o.model, o.files, part, o.steps, gc)
-    lines = config.read_text().splitlines()  # peer.py writes `key: <json>` lines
-    settings = {k: json.loads(v) for k, v in (line.split(": ", 1) for line in lines)}
-    settings["bf16"] = not o.cpu_smoke
-    config.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in settings.items()))
+    config = peer.peer_config(work, o.model, o.files, part, o.steps, gc, bf16=not o.cpu_smoke)
     report = o.logs / f"peer-{tag}.json"
     # The empty torchaudio first, as in peer.py (text training never uses it).
     env = child_env(
@@ -266,7 +262,7 @@ def run_peer(o: Any, peer: Any, work: Path, part: str, gc: bool, tag: str) -> di
     r = finished(peer.timed(command, env, log), report, log, f"llamafactory {tag}")
     if r is None:
         return None
-    return {**r, **peer.peer_figures(Path(settings["output_dir"]))}
+    return {**r, **peer.peer_figures(config)}
 
 
 def compare(o: Any, peer: Any, ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:

@@ -191,7 +191,13 @@ register: {{gate: {{beat_base: false}}}}
 
 
 def peer_config(
-    folder: Path, model: Path, files: dict[str, Path], part: str, steps: int, checkpointing: bool
+    folder: Path,
+    model: Path,
+    files: dict[str, Path],
+    part: str,
+    steps: int,
+    checkpointing: bool,
+    bf16: bool = False,
 ) -> Path:
     s = SETTINGS
     name = f"peer-{part}-{'gc' if checkpointing else 'nogc'}"
@@ -223,7 +229,7 @@ def peer_config(
         "lr_scheduler_type": "linear",
         "warmup_ratio": 0.0,
         "weight_decay": 0.0,
-        "bf16": False,
+        "bf16": bf16,
         "fp16": False,
         "seed": s["seed"],
         "data_seed": s["seed"],
@@ -341,6 +347,12 @@ def run_peer(venv: Path, config: Path, stub: Path, log: Path) -> dict[str, Any]:
             f"llamafactory-cli train {config} failed (exit {outside['rc']}); see {log} (a "
             "`torchvision::nms` error there: uninstall torchvision from the peer venv, see --help)"
         )
+    return {**outside, **peer_figures(config)}
+
+
+def peer_figures(config: Path) -> dict[str, Any]:
+    """What LLaMA-Factory's trainer wrote of the run `config` configured (in its `output_dir`):
+    training time, steps and losses."""
     out_dir = Path(
         next(
             line.split(":", 1)[1].strip().strip('"')
@@ -348,11 +360,6 @@ def run_peer(venv: Path, config: Path, stub: Path, log: Path) -> dict[str, Any]:
             if line.startswith("output_dir:")
         )
     )
-    return {**outside, **peer_figures(out_dir)}
-
-
-def peer_figures(out_dir: Path) -> dict[str, Any]:
-    """What LLaMA-Factory's trainer wrote of its run: training time, steps and losses."""
     results = json.loads((out_dir / "train_results.json").read_text())
     state = json.loads((out_dir / "trainer_state.json").read_text())
     losses = [h["loss"] for h in state["log_history"] if "loss" in h]
