@@ -73,7 +73,7 @@ def lm_trainer(inputs: TrainerInputs) -> Any:
         packing_strategy="bfd_split" if method.name == "pretrain" else "bfd",
         completion_only_loss=bool(getattr(method, "completion_only_loss", False)),
     )
-    return SFTTrainer(
+    return device_metrics_trainer(SFTTrainer)(
         model=inputs.model,
         args=args,
         train_dataset=_lm_columns(inputs.train),
@@ -81,6 +81,82 @@ def lm_trainer(inputs: TrainerInputs) -> Any:
         processing_class=inputs.tokenizer,
         callbacks=inputs.callbacks,
     )
+
+
+def device_metrics_trainer(base: type) -> type:
+    """trl's `SFTTrainer` (`base`) whose training step leaves its metrics on the device.
+
+    trl reads the step's entropy, token accuracy and token count back to Python inside every
+    training step: on a GPU each read waits for the forward pass to finish before the backward
+    pass can be queued. This trainer computes the same loss the same way, keeps those three
+    figures as device tensors and reads them once per logging step, where trl averages them;
+    the logged values are the same. Anything off the plain path (evaluation, a custom loss,
+    label smoothing, router losses, sequence parallelism) is trl's own."""
+    import torch
+
+    class DeviceMetricsSFTTrainer(base):  # type: ignore[misc, valid-type]
+        _pending_tokens: Any = None
+
+        def _plain_step(self, inputs: dict[str, Any]) -> bool:
+            parallel = getattr(self.accelerator, "parallelism_config", None)
+            return (
+                self.model.training
+                and self.compute_loss_func is None
+                and not (self.label_smoother is not None and self.args.loss_type == "nll")
+                and not self.aux_loss_enabled
+                and ("attention_mask" in inputs or "position_ids" in inputs)
+                and not (parallel is not None and getattr(parallel, "sp_enabled", False))
+            )
+
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            if not self._plain_step(inputs):
+                self._count_tokens()  # trl's step reports the count so far
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            inputs["use_cache"] = False
+            outputs = model(**inputs, fused_lm_head=True)
+            per_token_loss = -outputs.log_probs  # zero on ignored positions
+            if self.args.loss_type == "dft":
+                per_token_loss = per_token_loss * outputs.log_probs.exp().detach()
+            num_tokens = (
+                outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
+            )
+            loss = per_token_loss.sum() / torch.as_tensor(num_tokens).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+
+            gather = self.accelerator.gather_for_metrics
+            valid = gather(outputs.label_mask.sum()).sum().clamp(min=1)  # no label: both are 0
+            metrics = self._metrics["train"]
+            metrics["entropy"].append(gather(outputs.entropy.detach().sum()).sum() / valid)
+            metrics["mean_token_accuracy"].append(gather(outputs.is_top1.sum()).sum() / valid)
+            if "attention_mask" in inputs:
+                count = inputs["attention_mask"].sum()
+            else:  # padding-free: one row of packed positions
+                count = torch.tensor(inputs["position_ids"].size(1), device=loss.device)
+            tokens = gather(count).sum() // self._tp_size
+            pending = self._pending_tokens
+            self._pending_tokens = tokens if pending is None else pending + tokens
+            return (loss, outputs) if return_outputs else loss
+
+        def _count_tokens(self) -> None:
+            if self._pending_tokens is not None:
+                self._total_train_tokens += int(self._pending_tokens.item())
+                self._pending_tokens = None
+                self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+
+        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+            self._count_tokens()
+            for values in self._metrics["train"].values():
+                values[:] = [v.item() if isinstance(v, torch.Tensor) else v for v in values]
+            super().log(logs, start_time)
+
+    return DeviceMetricsSFTTrainer
 
 
 SPEC = MethodSpec(
