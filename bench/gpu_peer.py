@@ -336,6 +336,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--bf16-tolerance", type=float, default=0.02)
     parser.add_argument("--cpu-smoke", action="store_true", help="small fp32 model, no GPU needed")
+    parser.add_argument(
+        "--no-peer-gc",
+        action="store_true",
+        help="run the peer with checkpointing off only (its fastest), not also with its default",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="keep the work folder here")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
@@ -378,7 +383,8 @@ def main() -> None:
             subprocess.run([sys.executable, "-c", "import torch; torch.ones(1, device='cuda')"])
         for repeat in range(o.repeats):
             for part in o.part.split(","):
-                runs: list[Any] = ["tuneline", *([True, False] if part == "sft" else [False])]
+                gc = [True, False] if part == "sft" and not o.no_peer_gc else [False]
+                runs: list[Any] = ["tuneline", *gc]
                 columns: dict[str, Any] = {}
                 for entry in runs if repeat % 2 == 0 else runs[::-1]:
                     if entry == "tuneline":
