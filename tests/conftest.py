@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from tests import forkserver
 
     forkserver.stop_all()  # the process the tests' commands were forked from, if one started
+    if not hasattr(session.config, "workerinput"):  # the process that ran the workers, or alone
+        stop_shared_prefect_server(session.config)
     from tests.unit.test_tooling import stop_mypy
 
     stop_mypy()
@@ -282,14 +286,63 @@ def stop_prefect_server(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
+def shared_root(config: pytest.Config) -> Path:
+    """The session's temporary root: the same folder for every `-n` worker and for the process
+    that runs them (each worker's own temporary folder is a folder below it)."""
+    base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    return base.parent if hasattr(config, "workerinput") else base
+
+
+def prefect_server_home(config: pytest.Config) -> Path:
+    """The session Prefect server's home: its SQLite database and everything else it writes."""
+    return shared_root(config) / "prefect-server"
+
+
+# The scheduler looks for deployments to schedule every second (Prefect's default: every minute),
+# so the tests of schedules and of the pool's interval-deployed watcher see runs within seconds.
+FAST_SCHEDULER = {
+    "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",
+    "PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS": "1",
+}
+
+
 @pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory):
-    """A real `prefect server start` on loopback with its own home and database, stopped after."""
-    url, proc, _ = start_prefect_server(tmp_path_factory.mktemp("prefect-server"))
-    try:
-        yield url
-    finally:
-        stop_prefect_server(proc)
+def prefect_server(request: pytest.FixtureRequest) -> str:
+    """A real `prefect server start` on loopback with its own home and database, one for the
+    whole session: the first test that asks starts it, every `-n` worker uses the same one (each
+    start is seconds of CPU), and the session's end stops it (`stop_shared_prefect_server`).
+    Returns (and the file `url` beside its database holds) its API URL."""
+    import fcntl
+
+    home = prefect_server_home(request.config)
+    home.mkdir(parents=True, exist_ok=True)
+    with (home.parent / "prefect-server.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one worker starts it, the others wait for its URL
+        if (home / "url").exists():
+            return (home / "url").read_text()
+        url, proc, _ = start_prefect_server(home, FAST_SCHEDULER)
+        (home / "pid").write_text(str(proc.pid))
+        (home / "url").write_text(url)
+        return url
+
+
+def stop_shared_prefect_server(config: pytest.Config) -> None:
+    import signal
+
+    pid_file = prefect_server_home(config) / "pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text())
+    pid_file.unlink()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(300):  # up to 30 s, then SIGKILL
+            os.kill(pid, 0)
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    return
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture()
@@ -300,21 +353,6 @@ def shared_prefect_api(prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> 
     test_tracking_runs) do without it."""
     monkeypatch.setenv("PREFECT_API_URL", prefect_server)
     return prefect_server
-
-
-@pytest.fixture()
-def scheduling_prefect_server(tmp_path_factory: pytest.TempPathFactory):
-    """A real Prefect server whose scheduler looks every second (the default is every minute):
-    (api_url, server log path)."""
-    fast = {
-        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",
-        "PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS": "1",
-    }
-    url, proc, log = start_prefect_server(tmp_path_factory.mktemp("prefect-scheduler"), fast)
-    try:
-        yield url, log
-    finally:
-        stop_prefect_server(proc)
 
 
 def watched_recipe(folder: Path, name: str) -> tuple[Path, list[dict]]:

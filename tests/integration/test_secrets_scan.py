@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests import forkserver
-from tests.conftest import keyword_rows, write_jsonl
+from tests.conftest import keyword_rows, prefect_server_home, write_jsonl
 
 pytestmark = pytest.mark.integration
 
@@ -65,26 +65,31 @@ def _assert_clean(files: list[Path], texts: list[str]) -> None:
             assert secret.encode() not in content, f"{secret} found in {file}"
 
 
-def _prefect_server_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+def _prefect_server_files(config: pytest.Config) -> list[Path]:
     """The `prefect_server` fixture's home: its SQLite database (and WAL) and everything else."""
-    base = tmp_path_factory.getbasetemp()
-    roots = [p for p in base.glob("prefect-server*") if not p.is_symlink()]  # not "...current"
-    files = [p for root in roots for p in root.rglob("*") if p.is_file()]
-    assert any(p.name == "prefect.db" for p in files), roots
+    root = prefect_server_home(config)
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert any(p.name == "prefect.db" for p in files), root
     return files
 
 
 def _flow_run_parameters(api: str) -> list[dict]:
     import httpx
 
-    answer = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}, timeout=30)
+    # runs that ran (the server also holds the future runs of other tests' schedules), newest first
+    query = {
+        "flow_runs": {"state": {"type": {"not_any_": ["SCHEDULED"]}}},
+        "sort": "EXPECTED_START_TIME_DESC",
+        "limit": 200,
+    }
+    answer = httpx.post(f"{api}/flow_runs/filter", json=query, timeout=30)
     answer.raise_for_status()
     return [run["parameters"] for run in answer.json()]
 
 
 def test_no_planted_secret_in_mlflow_prefect_files_or_output(
     tmp_path: Path,
-    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
     data_url: str,
     prefect_server: str,
     tuneline_home: Path,
@@ -153,7 +158,7 @@ register: {{gate: {{beat_base: false, detect_gain: 0.15}}}}
     assert "***" in mine[0]["description"]
     texts.append(json.dumps(parameters))
     # ... and nothing the server or the client wrote holds a planted value
-    server_files = _prefect_server_files(tmp_path_factory)
+    server_files = _prefect_server_files(request.config)
     assert any(b"${SCAN_DATA_PW}" in p.read_bytes() for p in server_files)
     files += server_files
     files += [p for p in (tmp_path / "prefect-client").rglob("*") if p.is_file()]

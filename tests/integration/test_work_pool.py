@@ -1,6 +1,6 @@
 """Recipes deployed to a Prefect `process` work pool and run by a real worker: a real Prefect
 server, `tuneline deploy`, `prefect worker start`; a run started through the API, and a run
-started by new curated data through the deployed `watch` flow, completed by the worker and
+started by new curated data through the deployed `watch` flow, both completed by the worker and
 registered."""
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ PREFECT = str(Path(sys.executable).parent / "prefect")
 
 
 def deploy_to_a_new_pool(
-    recipe: Path, env: dict[str, str], tmp_path: Path, *options: str
+    recipes: list[Path], env: dict[str, str], tmp_path: Path, *options: str
 ) -> tuple[str, str]:
-    """A fresh `process` pool with the recipe deployed to it: (pool name, deploy's stdout)."""
+    """A fresh `process` pool with the recipes deployed to it: (pool name, deploy's stdout)."""
     pool = f"pool-{tmp_path.name[-12:].replace('_', '-')}"
     created = subprocess.run(
         [PREFECT, "work-pool", "create", pool, "--type", "process"],
@@ -37,14 +37,13 @@ def deploy_to_a_new_pool(
     )
     assert created.returncode == 0, created.stdout + created.stderr
     deployed = subprocess.run(
-        [sys.executable, "-m", "tuneline", "deploy", str(recipe), "--pool", pool, *options],
+        [sys.executable, "-m", "tuneline", "deploy", *map(str, recipes), "--pool", pool, *options],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr[-3000:]
-    assert "1 deployment(s)" in deployed.stdout
     return pool, deployed.stdout
 
 
@@ -68,50 +67,34 @@ def a_worker(pool: str, env: dict[str, str], log: Path) -> Iterator[None]:
             worker.kill()
 
 
-def test_a_process_worker_runs_a_deployed_recipe(
+def test_a_process_worker_runs_a_deployed_recipe_and_the_data_triggered_one(
     keyword_recipe: Path, prefect_server: str, tuneline_home: Path, tmp_path: Path
 ) -> None:
+    """One `tuneline deploy` of two recipes to a new pool, one worker: a run started through the
+    API completes on the worker and registers; and since the second recipe retrains on new data,
+    deploy also put the `watch` flow on the pool: run by the worker on its interval, it notices
+    the data landing, and the recipe's trigger starts a run on the same worker, which registers."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    # a name of its own: other tests serve a `keyword-classifier` on the same Prefect server
+    keyword_recipe.write_text(
+        keyword_recipe.read_text().replace("name: keyword-classifier", "name: pool-keyword")
+    )
+    watched, rows = watched_recipe(tmp_path / "watched", "pool-watched")
     # the worker looks for runs every 2 s instead of Prefect's 10
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_WORKER_QUERY_SECONDS": "2"}
-    pool, _ = deploy_to_a_new_pool(keyword_recipe, env, tmp_path)
-    log = tmp_path / "worker.log"
-    with a_worker(pool, env, log), temporary_settings({PREFECT_API_URL: prefect_server}):
-        flow_run = run_deployment("finetune/keyword-classifier", timeout=0)
-        deadline = time.monotonic() + 480
-        state = None
-        while time.monotonic() < deadline:
-            with get_client(sync_client=True) as client:
-                state = client.read_flow_run(flow_run.id).state
-            if state is not None and state.is_final():
-                break
-            time.sleep(3)
-    assert state is not None and state.is_completed(), f"{state}\n{log.read_text()[-4000:]}"
-    assert len(registered_versions("keyword-classifier")) == 1
-
-
-def test_new_data_starts_a_pool_run_through_the_deployed_watcher(
-    tmp_path: Path, scheduling_prefect_server: tuple[str, Path], tuneline_home: Path
-) -> None:
-    """`tuneline deploy` of a recipe that retrains on new data also deploys the `watch` flow to
-    the pool: run by the pool's worker on its interval, it notices the data landing and the
-    recipe's trigger starts a run on the same worker, which registers a version."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    server, _ = scheduling_prefect_server
-    recipe, rows = watched_recipe(tmp_path, "pool-watched")
-    env = {**os.environ, "PREFECT_API_URL": server, "PREFECT_WORKER_QUERY_SECONDS": "2"}
-    pool, said = deploy_to_a_new_pool(recipe, env, tmp_path, "--watch-interval", "5")
+    pool, said = deploy_to_a_new_pool(
+        [keyword_recipe, watched], env, tmp_path, "--watch-interval", "5"
+    )
+    assert "2 deployment(s)" in said
     assert "every 5 s by deployment watch/curated-data" in said
     log = tmp_path / "worker.log"
     with (
         a_worker(pool, env, log),
-        temporary_settings({PREFECT_API_URL: server}),
+        temporary_settings({PREFECT_API_URL: prefect_server}),
         get_client(sync_client=True) as client,
     ):
         watcher = client.read_deployment_by_name("watch/curated-data")
@@ -131,11 +114,23 @@ def test_new_data_starts_a_pool_run_through_the_deployed_watcher(
                 time.sleep(2)
             raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-4000:]}")
 
-        # the first look records what is there: nothing starts
+        # a run started through the API, as the UI's "Run" button does
+        flow_run = run_deployment("finetune/pool-keyword", timeout=0)
+        wait(
+            lambda: (s := client.read_flow_run(flow_run.id).state) is not None and s.is_final(),
+            480,
+            "the API-started pool run",
+        )
+        state = client.read_flow_run(flow_run.id).state
+        assert state is not None and state.is_completed(), f"{state}\n{log.read_text()[-4000:]}"
+        assert len(registered_versions("pool-keyword")) == 1
+
+        # the watcher has looked meanwhile and recorded what is there: nothing started
         wait(lambda: len(runs(watcher.id)) >= 1, 240, "the watcher's first run")
         assert runs(finetune.id, completed=False) == []
         # new curated data lands, with its marker: the next look starts a pool run
-        write_jsonl(tmp_path / "curated" / "part-1.jsonl", rows[240:300])
-        (tmp_path / "curated" / "_SUCCESS").touch()
+        write_jsonl(tmp_path / "watched" / "curated" / "part-1.jsonl", rows[240:300])
+        (tmp_path / "watched" / "curated" / "_SUCCESS").touch()
         wait(lambda: len(runs(finetune.id)) >= 1, 420, "the data-triggered pool run")
+        client.pause_deployment(watcher.id)  # the session's server keeps scheduling it otherwise
     assert len(registered_versions("pool-watched")) == 1
