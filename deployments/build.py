@@ -130,7 +130,13 @@ class _PoolTarget:
 def deploy_watcher(recipes: list[Recipe], target: _PoolTarget, interval: float) -> str:
     """The `watch` flow as a deployment of the pool, every `interval` seconds: it looks at the
     curated data of the recipes that retrain on new data and emits the event their deployments'
-    triggers wait for. Its data-watch state lives in the worker's TUNELINE_HOME."""
+    triggers wait for. Its data-watch state lives in the worker's TUNELINE_HOME.
+
+    One look at a time: a look that falls due while the last one still runs (a busy worker, an
+    interval shorter than a look) is cancelled before the worker starts a process for it; the next
+    one sees what it would have seen."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
     from flows.watch import watch
 
     return target.deploy(
@@ -140,6 +146,9 @@ def deploy_watcher(recipes: list[Recipe], target: _PoolTarget, interval: float) 
         description="Looks for new curated data of: " + ", ".join(r.name for r in recipes),
         parameters={"recipes": [r.model_dump(mode="json", by_alias=True) for r in recipes]},
         interval=timedelta(seconds=interval),
+        concurrency_limit=ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+        ),
         tags=["tuneline", "watch"],
     )
 

@@ -72,7 +72,7 @@ def test_a_process_worker_runs_a_deployed_recipe_and_the_data_triggered_one(
 ) -> None:
     """One `tuneline deploy` of two recipes to a new pool, one worker: a run started through the
     API completes on the worker and registers; and since the second recipe retrains on new data,
-    deploy also put the `watch` flow on the pool: run by the worker on its interval, it notices
+    deploy also put the `watch` flow on the pool: run by the worker every 15 s, it notices
     the data landing, and the recipe's trigger starts a run on the same worker, which registers."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
@@ -87,10 +87,10 @@ def test_a_process_worker_runs_a_deployed_recipe_and_the_data_triggered_one(
     # the worker looks for runs every 2 s instead of Prefect's 10
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_WORKER_QUERY_SECONDS": "2"}
     pool, said = deploy_to_a_new_pool(
-        [keyword_recipe, watched], env, tmp_path, "--watch-interval", "5"
+        [keyword_recipe, watched], env, tmp_path, "--watch-interval", "15"
     )
     assert "2 deployment(s)" in said
-    assert "every 5 s by deployment watch/curated-data" in said
+    assert "every 15 s by deployment watch/curated-data" in said
     log = tmp_path / "worker.log"
     with (
         a_worker(pool, env, log),
@@ -98,6 +98,12 @@ def test_a_process_worker_runs_a_deployed_recipe_and_the_data_triggered_one(
         get_client(sync_client=True) as client,
     ):
         watcher = client.read_deployment_by_name("watch/curated-data")
+        # one look at a time: on a busy worker, looks falling due meanwhile are cancelled, not
+        # piled up as processes
+        assert watcher.global_concurrency_limit is not None
+        assert watcher.global_concurrency_limit.limit == 1
+        assert watcher.concurrency_options is not None
+        assert watcher.concurrency_options.collision_strategy == "CANCEL_NEW"
         finetune = client.read_deployment_by_name("finetune/pool-watched")
 
         def runs(deployment_id, completed: bool = True) -> list:
