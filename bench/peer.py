@@ -304,15 +304,21 @@ def run_tuneline(recipe: Path, home: Path, log: Path) -> dict[str, Any]:
         raise SystemExit(f"tuneline run {recipe} failed (exit {outside['rc']}); see {log}")
     outcome = json.loads(lines[-1])
     train = outcome["train"]
+    tokens = train["tokens_per_second"] * train["train_seconds"]
+    loop = train["extra"].get("train_loop_seconds") or train["train_seconds"]
     history = json.loads((Path(outcome["artifact"]) / "history.json").read_text())
     losses = [h["loss"] for h in history if "loss" in h]
     return {
         **outside,
         "status": outcome["status"],
-        "train_s": train["train_seconds"],
+        # the trainer's own timing of the steps (transformers' `train_runtime` less the held-out
+        # loss points), as LLaMA-Factory's `train_runtime`; `train_call_s` adds what train() does
+        # before the first step (data loader, optimiser) and after the last
+        "train_s": loop,
+        "train_call_s": train["train_seconds"],
         "steps": train["steps"],
-        "non_padding_tokens_per_second": train["tokens_per_second"],
-        "non_padding_tokens": train["tokens_per_second"] * train["train_seconds"],
+        "non_padding_tokens_per_second": tokens / loop,
+        "non_padding_tokens": tokens,
         "padding_share": train["padding_share"],
         "first_loss": losses[0] if losses else None,
         "final_loss": train["train_loss"],
@@ -407,6 +413,7 @@ def table(part: str, ours: dict[str, Any], peers: dict[str, dict[str, Any]]) -> 
     out = [f"{part}: " + " | ".join(names)]
     for key, fmt in (
         ("train_s", "{:.2f} s"),
+        ("train_call_s", "{:.2f} s"),
         ("non_padding_tokens_per_second", "{:,.0f}"),
         ("first_loss", "{:.4f}"),
         ("final_loss", "{:.4f}"),

@@ -217,6 +217,7 @@ class TrainResult:
                 "peak_rss_mb": memory.peak_rss_mb,
                 "peak_gpu_mb": memory.peak_gpu_mb,
                 "resumed_from_step": float(stats.resumed_from),
+                **({"train_loop_seconds": stats.loop_seconds} if stats.loop_seconds else {}),
                 **extra,
                 **stats.warmup,
             },
@@ -428,6 +429,10 @@ class FitStats:
     history: list[dict[str, float]]
     resumed_from: int = 0
     warmup: dict[str, float] = field(default_factory=dict)  # tasks.training.warmup figures
+    # The optimiser steps alone, as transformers' Trainer times them (its `train_runtime`: from
+    # the first step to the last, without building the data loader and optimiser before them or
+    # the held-out loss points among them): the figure other tools built on it report.
+    loop_seconds: float | None = None
 
     @classmethod
     def of_trainer(
@@ -445,6 +450,7 @@ class FitStats:
         counts training only: the held-out loss curve's evaluations run inside train()."""
         evaluating = sum(float(h.get("eval_runtime", 0.0)) for h in logged)
         seconds = max(elapsed - evaluating, 1e-9)
+        runtime = output.metrics.get("train_runtime")
         real_tokens, padding_share = tokens
         history = [
             {"step": float(h["step"]), curve: float(h[curve])}
@@ -464,4 +470,5 @@ class FitStats:
             history=history,
             resumed_from=resumed_from,
             warmup=warmup,
+            loop_seconds=max(float(runtime) - evaluating, 0.0) if runtime is not None else None,
         )

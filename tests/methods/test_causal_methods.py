@@ -145,6 +145,8 @@ def test_train_causal_reports_its_figures(tiny_causal_lm: Path, tmp_path: Path) 
     assert 0 <= result.padding_share < 1 and result.tokens_per_second > 0
     # the PyTorch threads it trained with (logged to MLflow with the other figures)
     assert 1 <= result.extra["torch_threads"] <= torch.get_num_threads()
+    # the steps alone, as the trainer times them: inside the whole train() call
+    assert 0 < result.extra["train_loop_seconds"] <= result.train_seconds
     manifest = artifacts.read_manifest(result.path)
     assert manifest["prompt_style"] == "chat" and manifest["objective"] == "lm"
     assert (Path(result.path) / "base" / "config.json").is_file(), "a local base travels along"
