@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from tasks.tokenization.encoding import TokenizedRef
 from tasks.training.base import TrainResult, TrainSpec, is_main_process
 
 RESULT = "train_result.json"
+LAUNCH_LOG = "launch.log"
 # The value of `base_model.token_secret` for the training processes: their environment, not the
 # job file, carries it.
 TOKEN_ENV = "TUNELINE_BASE_MODEL_TOKEN"
@@ -46,6 +48,22 @@ def job(
         "checkpoint_dir": str(checkpoint_dir) if checkpoint_dir else None,
         **extra,
     }
+
+
+# A process that dies of a signal (an abort in a collective, say) says why only in its own lines,
+# above the launcher's summary: these are the lines worth showing.
+_CLUE = re.compile(r"terminate called|what\(\)|Error|error:|Exception|Timed out|enforce fail")
+
+
+def failure_clues(output: list[str], limit: int = 20) -> list[str]:
+    """The processes' own lines that say what failed: those above the launcher's traceback."""
+    end = next(
+        (i for i, line in enumerate(output) if "accelerate/commands/launch" in line), len(output)
+    )
+    if end < len(output):  # back to the "Traceback" line that opens the launcher's traceback
+        end = max((i for i in range(end) if output[i].startswith("Traceback")), default=end)
+    clues = [line for line in output[:end] if _CLUE.search(line)]
+    return clues[-limit:] or ["(nothing)"]
 
 
 def _free_port() -> int:
@@ -92,9 +110,15 @@ def run_distributed(
         user_error = [line for line in output if line.startswith("tuneline-error: ")]
         if user_error:
             raise TunelineError(user_error[-1].removeprefix("tuneline-error: "))
+        log_file = out_dir / LAUNCH_LOG
+        log_file.write_text(proc.stdout + proc.stderr)
         raise RuntimeError(
             f"distributed training ({processes} processes) failed with exit code "
-            f"{proc.returncode}:\n" + "\n".join(output[-40:])
+            f"{proc.returncode}; what the processes said before failing:\n"
+            + "\n".join(failure_clues(output))
+            + "\n...\n"
+            + "\n".join(output[-25:])
+            + f"\nwhole output: {log_file}"
         )
     return TrainResult(**json.loads(result.read_text()))
 

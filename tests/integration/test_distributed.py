@@ -20,7 +20,7 @@ def run_json(*args: str) -> dict:
     proc = tuneline("run", *args, "--json")
     # 3: registered, not promoted (one epoch can leave a classifier on one class, which the gate
     # never promotes); these tests are about training and registering
-    assert proc.returncode in (0, 3), proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.returncode in (0, 3), proc.stdout[-2000:] + proc.stderr[-8000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
