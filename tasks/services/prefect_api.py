@@ -7,7 +7,7 @@ line instead of a traceback from deep inside a flow run.
   machine whose cores are busy, so tuneline waits `PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`
   (Prefect's own setting; tuneline's default is 180 s), tries once more with a fresh server, and
   only then gives up. The started server is the one Prefect's clients use for the rest of the
-  process (Prefect keeps one per process), and Prefect stops it at exit.
+  process (its URL in Prefect's process-wide settings), and tuneline stops it at exit.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ class _Server:
     port: int
     log_path: Path
     launched: float = field(default_factory=time.monotonic)
+    adopted: bool = False  # this process's Prefect clients use it
 
     @property
     def api_url(self) -> str:
@@ -176,12 +177,10 @@ def _stop_all() -> None:
         _stop(_launched.pop())
 
 
-# What a run imports later anyway (Prefect's server module, which its clients import to find the
-# temporary server; torch, transformers' tokenizer and model classes, peft, Great Expectations:
-# seconds each): imported while the server is still coming up, on the core its start-up leaves
-# free, instead of after it.
+# What a run imports later anyway (torch, transformers' tokenizer and model classes, peft, Great
+# Expectations: seconds each): imported while the server is still coming up, on the core its
+# start-up leaves free, instead of after it.
 _LATER = (
-    ("prefect.server.api.server", None),
     ("torch", None),
     ("transformers", "AutoTokenizer"),
     ("transformers", "AutoModelForCausalLM"),
@@ -235,15 +234,22 @@ def _wait_for(server: _Server, timeout: int) -> _Server:
 
 
 def _adopt(server: _Server) -> None:
-    """Hand the started server to Prefect: its clients find the temporary server through
-    `SubprocessASGIServer()`, which, already running, is used as is and stopped by Prefect at
-    exit (its `stop` terminates the process; tuneline's own exit hook removes the log)."""
-    from prefect.server.api.server import SubprocessASGIServer
+    """Point this process's Prefect clients at the started server, as `PREFECT_API_URL` would:
+    Prefect's process-wide settings (those every thread without settings of its own reads) get
+    its URL. Prefect's own way to find a temporary server (`SubprocessASGIServer`) would import
+    its whole server app into this process, seconds of CPU on every run, for a lookup. The
+    environment stays as the user set it: child processes and `tasks.services.concurrency` see
+    no server URL (this server is this process's alone), and tuneline stops it at exit."""
+    import prefect.context
 
-    prefect_server = SubprocessASGIServer()
-    prefect_server.port = server.port
-    prefect_server.server_process = server.process
-    prefect_server.running = True
+    current = prefect.context.SettingsContext.get()
+    assert current is not None  # Prefect builds its process-wide settings at import
+    # no UI URL: the temporary server serves none, so no "View at" link to a page that is not there
+    settings = current.settings.copy_with_update(updates={"api.url": server.api_url, "ui_url": ""})
+    prefect.context.GLOBAL_SETTINGS_CONTEXT = prefect.context.SettingsContext(
+        profile=current.profile, settings=settings
+    )
+    server.adopted = True
     log.info("temporary Prefect server on %s", server.api_url)
 
 
@@ -270,10 +276,8 @@ def ensure_api() -> None:
 def start_temporary_server(timeout: int, attempts: int = 2) -> str:
     """Start Prefect's temporary local server (or take the one `start_in_background` launched),
     waiting up to `timeout` seconds per attempt; returns its API URL."""
-    from prefect.server.api.server import SubprocessASGIServer
-
-    if SubprocessASGIServer().running:
-        return SubprocessASGIServer().api_url
+    if _launched and _launched[-1].adopted:
+        return _launched[-1].api_url
     if not _launched:
         _launched.append(_launch())
         atexit.register(_stop_all)
