@@ -765,7 +765,13 @@ def main() -> NoReturn:
     again once torch, transformers, MLflow and Great Expectations are loaded: what registered to
     run at exit runs as at any exit (Prefect's hooks, non-daemon threads, the temporary server's
     stop, logging's flush), the output is flushed, then the process ends with the command's exit
-    status. An exception the command did not handle ends it the usual way, traceback and all."""
+    status. An exception the command did not handle ends it the usual way, traceback and all.
+    Commands that end when their work does collect garbage as `tasks.core.collector` says;
+    `serve`, which runs until stopped, keeps Python's defaults."""
+    if sys.argv[1:2] != ["serve"]:
+        from tasks.core import collector
+
+        collector.keep_survivors()
     try:
         app()
     except SystemExit as done:
