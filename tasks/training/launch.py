@@ -199,6 +199,19 @@ def main(job_file: str) -> None:
         tmp = out_dir / f".{RESULT}.tmp"
         tmp.write_text(json.dumps(asdict(result)))
         tmp.replace(out_dir / RESULT)
+    _leave_together()
+
+
+def _leave_together() -> None:
+    """Every process waits until rank 0 has written the result, then they close the process group
+    before exiting. A process that exits with its group still open tears gloo's threads and
+    sockets down in the interpreter's exit, where an error aborts the process (SIGABRT) and the
+    launcher stops the others, rank 0 included, before it has written the result."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
