@@ -1,2 +1,3 @@
 """Plain helpers every stage uses (errors, secrets, settings, atomic files, locks,
-plots, the promotion gate's statistics): they import neither Prefect nor torch."""
+plots, the promotion gate's statistics, the garbage collector's policy): they import neither
+Prefect nor torch."""
