@@ -239,15 +239,9 @@ def run_tuneline(o: Any, peer: Any, work: Path, part: str, tag: str) -> dict[str
     if r is None:
         return None
     r["peak_gpu_training_mb"] = r["extra"].get("peak_gpu_mb")  # tuneline's own, training only
-    tokens = r["tokens_per_second"] * r["train_seconds"]
-    loop = r["extra"].get("train_loop_seconds") or r["train_seconds"]
     return {
         **r,
-        # the trainer's own timing of the steps, as the peer's `train_runtime` (see peer.py)
-        "train_s": loop,
-        "train_call_s": r["train_seconds"],
-        "non_padding_tokens_per_second": tokens / loop,
-        "non_padding_tokens": tokens,
+        **peer.step_figures(r),
         "first_loss": r["losses"][0] if r["losses"] else None,
         "final_loss": r["train_loss"],
     }

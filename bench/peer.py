@@ -289,6 +289,21 @@ def timed(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
     }
 
 
+def step_figures(train: dict[str, Any]) -> dict[str, float]:
+    """The timing figures of a tuneline training result (`run --json`'s `train`): `train_s` is the
+    trainer's own timing of the steps (transformers' `train_runtime` less the held-out loss
+    points), as LLaMA-Factory's `train_runtime`; `train_call_s` adds what train() does before the
+    first step (data loader, optimiser) and after the last."""
+    tokens = train["tokens_per_second"] * train["train_seconds"]
+    loop = train["extra"].get("train_loop_seconds") or train["train_seconds"]
+    return {
+        "train_s": loop,
+        "train_call_s": train["train_seconds"],
+        "non_padding_tokens_per_second": tokens / loop,
+        "non_padding_tokens": tokens,
+    }
+
+
 def run_tuneline(recipe: Path, home: Path, log: Path) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL",)}
     env.update({"TUNELINE_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
@@ -304,21 +319,13 @@ def run_tuneline(recipe: Path, home: Path, log: Path) -> dict[str, Any]:
         raise SystemExit(f"tuneline run {recipe} failed (exit {outside['rc']}); see {log}")
     outcome = json.loads(lines[-1])
     train = outcome["train"]
-    tokens = train["tokens_per_second"] * train["train_seconds"]
-    loop = train["extra"].get("train_loop_seconds") or train["train_seconds"]
     history = json.loads((Path(outcome["artifact"]) / "history.json").read_text())
     losses = [h["loss"] for h in history if "loss" in h]
     return {
         **outside,
         "status": outcome["status"],
-        # the trainer's own timing of the steps (transformers' `train_runtime` less the held-out
-        # loss points), as LLaMA-Factory's `train_runtime`; `train_call_s` adds what train() does
-        # before the first step (data loader, optimiser) and after the last
-        "train_s": loop,
-        "train_call_s": train["train_seconds"],
+        **step_figures(train),
         "steps": train["steps"],
-        "non_padding_tokens_per_second": tokens / loop,
-        "non_padding_tokens": tokens,
         "padding_share": train["padding_share"],
         "first_loss": losses[0] if losses else None,
         "final_loss": train["train_loss"],

@@ -10,7 +10,7 @@ command on the tiny model, most of it while validation and training imported the
 `keep_survivors()` makes what survives a full collection permanent (`gc.freeze`): later
 collections walk only what is newer. Frozen objects are never collected, so where a stage lets go
 of something large, a model held in a reference cycle say, `release()` unfreezes, collects
-everything once and freezes what is still alive: the training task calls it when training ends,
+everything once and freezes what is still alive: training in this process calls it when it ends,
 so the trained model, its optimiser and the trainer are freed before evaluation loads models, as
 without the policy. Only commands that end when their flow does install it; long-running ones
 (`serve`) keep CPython's defaults."""

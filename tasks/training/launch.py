@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from tasks.core import collector
 from tasks.core.errors import TunelineError
 from tasks.models.base import BaseModelSpec
 from tasks.tokenization.encoding import TokenizedRef
@@ -175,7 +176,9 @@ def train(
 ) -> TrainResult:
     """Train in this process, or across `train.distributed.processes` under accelerate."""
     if spec.distributed.processes <= 1:
-        return train_here(tokenized, base, method, spec, out_dir, checkpoint_dir, **extra)
+        result = train_here(tokenized, base, method, spec, out_dir, checkpoint_dir, **extra)
+        collector.release()  # the trained model, optimiser and trainer go before evaluation's
+        return result
     payload = job(tokenized, base, method, spec, out_dir, checkpoint_dir, **extra)
     return run_distributed(payload, spec.distributed.processes, base.token)
 

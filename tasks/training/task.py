@@ -9,7 +9,6 @@ from pathlib import Path
 
 from prefect import task
 
-from tasks.core import collector
 from tasks.models.base import BaseModelSpec
 from tasks.services.secret_blocks import with_token
 from tasks.tokenization.encoding import TokenizedRef
@@ -46,7 +45,6 @@ def train_model(
         max_length=max_length,
         init=init,
     )
-    collector.release()  # the trained model, optimiser and trainer go before evaluation loads any
     if run_id:
         log_training(run_id, result)
     return result
