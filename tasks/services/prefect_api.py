@@ -245,12 +245,15 @@ def _adopt(server: _Server) -> None:
     current = prefect.context.SettingsContext.get()
     assert current is not None  # Prefect builds its process-wide settings at import
     # no UI URL: the temporary server serves none, so no "View at" link to a page that is not
-    # there; no version check: the server runs this very Prefect installation
+    # there; no version check: the server runs this very Prefect installation; no flow-run
+    # heartbeats: they tell a lasting server that a run crashed, and this one stops with the run
+    # (the heartbeat thread also held every flow's end for up to a second)
     settings = current.settings.copy_with_update(
         updates={
             "api.url": server.api_url,
             "ui_url": "",
             "client.server_version_check_enabled": False,
+            "flows.heartbeat_frequency": None,
         }
     )
     prefect.context.GLOBAL_SETTINGS_CONTEXT = prefect.context.SettingsContext(
