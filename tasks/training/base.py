@@ -230,28 +230,43 @@ def threads_for(cores: int, others_busy: float, current: int) -> int:
     return max(1, min(current, round(cores - others_busy)))
 
 
+class LoadWindow:
+    """How busy the machine's other work keeps its cores, measured from this object's creation
+    to `others_busy()` (at least `shortest` seconds: it sleeps for the rest). Created when
+    training starts to load its model, it measures over the load instead of over a wait."""
+
+    def __init__(self, shortest: float = 0.25) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self._me = psutil.Process()
+        psutil.cpu_percent(None)
+        self._me.cpu_percent(None)
+        self._until = time.monotonic() + shortest
+
+    def others_busy(self) -> float:
+        """Cores busy with work other than this process's, on average over the window."""
+        time.sleep(max(0.0, self._until - time.monotonic()))
+        busy = self._psutil.cpu_percent(None) / 100 * (self._psutil.cpu_count() or 1)
+        return max(0.0, busy - self._me.cpu_percent(None) / 100)
+
+
 @contextmanager
-def threads_for_the_load() -> Iterator[int]:
+def threads_for_the_load(window: LoadWindow | None = None) -> Iterator[int]:
     """While it lasts, PyTorch trains with one thread per core the machine's other work leaves
-    free, measured over a quarter second at the start.
+    free, measured over `window` (a quarter second from now without one).
 
     PyTorch's OpenMP threads spin while they wait for each other. When other jobs hold the cores,
     a spinning thread takes the time slice its preempted partner needs, and a step takes several
     times longer than with fewer threads (bench/threads.py: 0.54 s a step with 2 threads beside
     4 busy loops on 2 cores, 0.19 s with 1). A user's `OMP_NUM_THREADS` stands."""
-    import psutil
     import torch
 
     current = torch.get_num_threads()
     if os.environ.get("OMP_NUM_THREADS"):
         yield current
         return
-    me = psutil.Process()
-    psutil.cpu_percent(None)
-    me.cpu_percent(None)
-    time.sleep(0.25)
-    busy = psutil.cpu_percent(None) / 100 * (psutil.cpu_count() or 1)  # cores busy, all of them
-    others = max(0.0, busy - me.cpu_percent(None) / 100)
+    others = (window or LoadWindow()).others_busy()
     threads = threads_for(len(os.sched_getaffinity(0)), others, current)
     torch.set_num_threads(threads)
     try:

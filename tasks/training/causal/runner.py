@@ -21,6 +21,7 @@ from tasks.training import METHODS, checkpoints
 from tasks.training.base import (
     BuildContext,
     FitStats,
+    LoadWindow,
     PeakMemory,
     TrainResult,
     TrainSpec,
@@ -231,6 +232,7 @@ def train_causal(
 ) -> TrainResult:
     """Build the method on the base model (or on the trained artifact `init`), train it and save
     the artifact under `out_dir`."""
+    load = LoadWindow()  # the machine's load, measured while the model loads
     entry = METHODS[method.name]
     tokenizer = load_tokenizer(base)
     steps = total_steps(int(tokenized.stats.get("count", 0)), spec)
@@ -238,7 +240,7 @@ def train_causal(
     if spec.gradient_checkpointing and method.weights == "lora":
         model.enable_input_require_grads()  # activations must carry grads into the adapter
     trainable, total = count_parameters(model)
-    with threads_for_the_load() as threads, PeakMemory() as memory:
+    with threads_for_the_load(load) as threads, PeakMemory() as memory:
         stats = fit(
             model, tokenizer, tokenized, method, spec, out_dir, max_length, base, checkpoint_dir
         )

@@ -16,6 +16,7 @@ from tasks.training import METHODS
 from tasks.training.base import (
     BuildContext,
     FitStats,
+    LoadWindow,
     MethodConfig,
     PeakMemory,
     TrainResult,
@@ -213,12 +214,13 @@ def train_classifier(
     """Build the method on the base encoder (or on the trained artifact `init`), train it and
     save the artifact under `out_dir`. Checkpoints (when `train.save_steps` is set) go to
     `checkpoint_dir` and are removed once the artifact is complete."""
+    load = LoadWindow()  # the machine's load, measured while the model loads
     tokenizer = models.load_tokenizer(base)
     entry = METHODS[method.name]
     steps = total_steps(int(tokenized.stats.get("count", 0)), spec)
     model = prepare_model(base, method, labels, spec.seed, steps, init)
     trainable, total = count_parameters(model)
-    with threads_for_the_load() as threads, PeakMemory() as memory:
+    with threads_for_the_load(load) as threads, PeakMemory() as memory:
         stats = fit_method(
             model, tokenizer, tokenized, method, spec, out_dir, max_length, checkpoint_dir
         )
