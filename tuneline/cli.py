@@ -232,6 +232,29 @@ def _metrics_table(
     return table
 
 
+def _finetune(parsed: Any) -> Any:
+    from flows.finetune import finetune, unchanged_outcome
+
+    _install_log_filter()
+    outcome: Any = None
+    if not os.environ.get("PREFECT_API_URL"):
+        # No server to show the run on: a retrain with nothing new is answered without
+        # starting a temporary Prefect server (seconds instead of ten).
+        outcome = unchanged_outcome(parsed)
+        if outcome is not None:
+            from tasks.services.prefect_api import stop_background_start
+
+            stop_background_start()
+    if outcome is None:
+        from flows.ahead import caches_ahead
+
+        _prefect_api()
+        # forked before the flow starts Prefect's threads
+        with caches_ahead(parsed), runs_end_on_interrupt():
+            outcome = finetune(parsed)
+    return outcome
+
+
 @app.command()
 def run(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
@@ -257,22 +280,7 @@ def run(
         check_sources(parsed.data)
         _writable_home()
         _start_prefect_api()
-        from flows.finetune import finetune, unchanged_outcome
-
-        _install_log_filter()
-        outcome: Any = None
-        if not os.environ.get("PREFECT_API_URL"):
-            # No server to show the run on: a retrain with nothing new is answered without
-            # starting a temporary Prefect server (seconds instead of ten).
-            outcome = unchanged_outcome(parsed)
-            if outcome is not None:
-                from tasks.services.prefect_api import stop_background_start
-
-                stop_background_start()
-        if outcome is None:
-            _prefect_api()
-            with runs_end_on_interrupt():
-                outcome = finetune(parsed)
+        outcome = _finetune(parsed)
     _report_outcome(outcome)
     if json_:
         sys.stdout.write(outcome.to_json() + "\n")

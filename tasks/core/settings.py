@@ -144,6 +144,12 @@ def code_version() -> str:
     return f"{tuneline_version()}+g{sha[:12]}"
 
 
+def work_ahead() -> bool:
+    """Whether `tuneline run` fills the next stages' caches in a forked process while the flow
+    validates (`flows.ahead`); `TUNELINE_AHEAD=0` keeps every stage on the flow's thread."""
+    return os.environ.get("TUNELINE_AHEAD", "1").strip() != "0"
+
+
 def registry_retry_delays() -> list[float]:
     """Seconds between attempts to register when MLflow does not answer (each attempt also
     retries its HTTP calls, `MLFLOW_HTTP_REQUEST_MAX_RETRIES`). `TUNELINE_REGISTRY_RETRY_DELAYS`

@@ -31,6 +31,7 @@ import numpy as np
 from prefect.artifacts import create_markdown_artifact
 
 from tasks.core import settings
+from tasks.core.locks import file_lock
 from tasks.core.promotion import row_key, unique_keys
 from tasks.evaluation.classifier import (
     EvalResult,
@@ -313,22 +314,53 @@ def base_side(
     from tasks.training.causal.config import CausalMethod
     from tasks.training.causal.runner import load_base, load_tokenizer
 
+    def measured() -> Side:
+        weights = CausalMethod(name=method["name"], weights="full")  # the base, unquantized
+        model = load_base(base, weights, load_tokenizer(base), seed)
+        model.eval()
+        return measure(
+            model, tokenizer, tokenized, held_all, objective, method, max_length, spec, seed, True
+        )
+
     key = _base_key(base, tokenized, held_all, objective, max_length, spec, seed)
-    kept = settings.cache_dir("base-eval") / f"{key}.json" if key else None
-    if kept is not None and kept.is_file():
-        with contextlib.suppress(OSError, ValueError, TypeError):
-            return Side(**json.loads(kept.read_text()))
-    weights = CausalMethod(name=method["name"], weights="full")  # the base, unquantized
-    model = load_base(base, weights, load_tokenizer(base), seed)
-    model.eval()
-    side = measure(
-        model, tokenizer, tokenized, held_all, objective, method, max_length, spec, seed, True
-    )
-    if kept is not None:
+    if key is None:
+        return measured()
+    kept = settings.cache_dir("base-eval") / f"{key}.json"
+    # one process measures a key at a time, the others read its figures (a run's own
+    # `flows.ahead` process may be measuring them)
+    with file_lock(f"base-eval-{key}"):
+        if kept.is_file():
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                return Side(**json.loads(kept.read_text()))
+        side = measured()
         staging = kept.with_name(f".{kept.name}.{os.getpid()}")
         staging.write_text(json.dumps(asdict(side)))
         os.replace(staging, kept)  # a reader sees the whole file or none
     return side
+
+
+def measure_base_ahead(
+    base: BaseModelSpec,
+    tokenized: TokenizedRef,
+    method: dict[str, Any],
+    max_length: int,
+    spec: EvaluateSpec,
+    seed: int,
+) -> None:
+    """The base model's side as `evaluate_causal` will ask for it, measured before training and
+    kept (for `flows.ahead`): the same rows, objective, settings and tokenizer (the artifact's is
+    the base's, with the same pad token). Nothing when the base is not compared or its figures
+    are not kept."""
+    from tasks.training import METHODS
+    from tasks.training.causal.runner import load_tokenizer
+
+    objective = METHODS[method["name"]].objective
+    if not spec.compare_base or objective == "rl":
+        return
+    held_all = load_split(tokenized, "eval")
+    base_side(
+        base, load_tokenizer(base), tokenized, held_all, objective, method, max_length, spec, seed
+    )
 
 
 def _base_key(

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasks.core import settings
 from tasks.core.atomic import staged
 from tasks.core.errors import DataError
+from tasks.core.locks import file_lock
 from tasks.data.load import DataRef
 from tasks.models.base import BaseModelSpec, folder_digest, load_tokenizer, resolve_model_path
 
@@ -106,15 +107,38 @@ def rendering_of(method: Any) -> dict[str, Any] | None:
 def tokenize(
     data: DataRef, model: BaseModelSpec, spec: TokenizeSpec, method: Any = None
 ) -> TokenizedRef:
-    """Tokenize both splits (or reuse the cached result for the same key)."""
-    import datasets
-
+    """Tokenize both splits (or reuse the cached result for the same key). One process tokenizes
+    a key at a time, the others wait for its result (a run's own `flows.ahead` process may be
+    tokenizing it)."""
     rendering = rendering_of(method)
     key = cache_key(data, model, spec, rendering)
     target = settings.cache_dir("tokenized") / key
-    if (target / "stats.json").exists():
-        stats = json.loads((target / "stats.json").read_text())
-        return TokenizedRef(str(target), key, stats, True)
+    found = _kept(target, key)
+    if found is not None:
+        return found
+    with file_lock(f"tokenized-{key}"):
+        found = _kept(target, key)
+        if found is not None:
+            return found
+        return _tokenize(data, model, spec, rendering, target, key)
+
+
+def _kept(target: Path, key: str) -> TokenizedRef | None:
+    if not (target / "stats.json").exists():
+        return None
+    return TokenizedRef(str(target), key, json.loads((target / "stats.json").read_text()), True)
+
+
+def _tokenize(
+    data: DataRef,
+    model: BaseModelSpec,
+    spec: TokenizeSpec,
+    rendering: dict[str, Any] | None,
+    target: Path,
+    key: str,
+) -> TokenizedRef:
+    import datasets
+
     tokenizer = load_tokenizer(model)
     datasets.disable_progress_bars()
     if rendering is not None:

@@ -4,7 +4,10 @@ settings, and read back on the next run; other eval data is measured afresh."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+import pytest
 
 from tasks.core import settings
 from tasks.data.load import DataSpec, load
@@ -62,3 +65,52 @@ def test_base_side_is_kept_and_reused(tiny_causal_lm: Path, tmp_path: Path) -> N
     fresh = evaluate_causal(trained.path, other_tok, base, evaluate, 42, tmp_path / "other")
     assert fresh.base_metrics["eval_loss"] != 123.0
     assert len(list(settings.cache_dir("base-eval").glob("*.json"))) == 2
+
+
+def test_what_goes_ahead_is_what_the_stages_read(
+    tiny_causal_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tuneline run`'s forked process tokenizes and measures the base before training; the
+    stages read exactly that, and the base's figures are those measured after training."""
+    from flows.ahead import caches_ahead
+    from flows.recipe import load_recipe
+
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(
+        f"""name: ahead
+task: causal-lm
+base_model: {{path: "{tiny_causal_lm}"}}
+data: {{train: "{ASSISTANT_DATA / "train.alpaca.jsonl"}", eval: "{ASSISTANT_DATA / "eval.alpaca.jsonl"}", format: alpaca}}
+tokenize: {{max_length: 256}}
+method: {{name: sft, r: 4, lora_alpha: 8}}
+train: {{max_steps: 2, batch_size: 4, eval_loss_points: 0}}
+evaluate: {{generation_rows: 8, max_new_tokens: 4, icl_shots: 1}}
+"""
+    )
+    recipe = load_recipe(recipe_file, [])
+    with caches_ahead(recipe) as pid:
+        assert pid is not None
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+    data = load(recipe.data, recipe.train.seed)
+    tok = tokenize(data, recipe.base_model, recipe.tokenize, recipe.method)
+    assert tok.from_cache
+    kept = sorted(settings.cache_dir("base-eval").glob("*.json"))
+    assert len(kept) == 1
+    trained = train_causal(
+        tok, recipe.base_model, recipe.method, recipe.train, data.format, 256, tmp_path / "t"
+    )
+    seed = recipe.train.seed
+    read = evaluate_causal(
+        trained.path, tok, recipe.base_model, recipe.evaluate, seed, tmp_path / "a"
+    )
+    assert sorted(settings.cache_dir("base-eval").glob("*.json")) == kept  # read, not measured
+
+    monkeypatch.setenv("TUNELINE_HOME", str(tmp_path / "nothing-ahead"))
+    measured = evaluate_causal(
+        trained.path, tok, recipe.base_model, recipe.evaluate, seed, tmp_path / "b"
+    )
+    assert measured.base_metrics == read.base_metrics and measured.base_metrics
+    assert measured.baselines == read.baselines
+    assert read_jsonl(Path(measured.rows_path)) == read_jsonl(Path(read.rows_path))

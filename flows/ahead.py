@@ -1,0 +1,80 @@
+"""What a run's data contract runs on (`contract_inputs`), and the work a run does ahead of its
+stages (`caches_ahead`).
+
+While the flow's main thread runs the data contract (Great Expectations' import and checks,
+seconds of one core), the machine's other core has nothing to do. A process forked just before
+the flow starts fills the caches the next stages read, in the order they read them: the
+tokenized data, then on a CPU-only machine the base model's side of the evaluation (loaded and
+prompted before training, as the evaluation stage would after it). The stages then find their
+work done, or wait on the cache's lock for the process doing it (`tasks.core.ahead`).
+
+Nothing is decided ahead: the contract still gates training, and a contract that fails ends the
+run (and the forked process) as before. On a GPU the base model is not loaded ahead: the device
+is training's, and no GPU time is spent before the contract passes."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from functools import partial
+from pathlib import Path
+
+from flows.recipe import Recipe
+from tasks.core import settings
+from tasks.core.ahead import ahead
+from tasks.data.load import DataRef, expand_source, is_url, load
+from tasks.validation.contract import ValidationInputs
+
+
+def contract_inputs(recipe: Recipe, data: DataRef) -> ValidationInputs:
+    """What the recipe's data contract runs on."""
+    return ValidationInputs(
+        data,
+        recipe.contract,
+        Path(recipe.base_dir) if recipe.base_dir else None,
+        recipe.method.name,
+        recipe.base_model,
+        recipe.tokenize.max_length,
+        recipe.registry.gate if recipe.registry.enabled else None,
+        recipe.evaluate.generation_rows,
+    )
+
+
+def _local(source: str) -> bool:
+    return not is_url(source) and bool(expand_source(source))
+
+
+def can_go_ahead(recipe: Recipe) -> bool:
+    """Whether the caches can be filled before the flow: local data, and a base model read from
+    the machine without a secret (the secret's Prefect block is the flow's to read; a download
+    would be made twice)."""
+    data = recipe.data
+    sources = [data.train] + ([data.eval] if isinstance(data.eval, str) else [])
+    model = recipe.base_model
+    local_model = model.path.startswith("package:") or Path(model.path).exists()
+    return local_model and not model.token_secret and all(_local(s) for s in sources)
+
+
+def _fill_caches(recipe: Recipe) -> None:
+    import torch
+
+    from tasks.evaluation.causal import measure_base_ahead
+    from tasks.tokenization.encoding import tokenize
+
+    torch.set_num_threads(1)  # the flow's own work has the other core
+    data = load(recipe.data, recipe.train.seed)
+    tokenized = tokenize(data, recipe.base_model, recipe.tokenize, recipe.method)
+    if recipe.task != "causal-lm" or torch.cuda.is_available():
+        return
+    method = recipe.method.model_dump()
+    max_length = recipe.tokenize.max_length
+    measure_base_ahead(
+        recipe.base_model, tokenized, method, max_length, recipe.evaluate, recipe.train.seed
+    )
+
+
+def caches_ahead(recipe: Recipe) -> AbstractContextManager[int | None]:
+    """While the block runs (the flow), a forked process fills the caches its stages read, when
+    it can, a core is spare and `TUNELINE_AHEAD` is not 0."""
+    return ahead(
+        partial(_fill_caches, recipe), wanted=settings.work_ahead() and can_go_ahead(recipe)
+    )

@@ -1,0 +1,81 @@
+"""Work a command does ahead of its flow, in a forked process on a core the start-up leaves free.
+
+A `tuneline run` spends its first seconds importing libraries and waiting for its temporary
+Prefect server, one core busy with each, and the next seconds in stages that run one after the
+other on the main thread. Work that depends on nothing the flow computes and that a stage reads
+from the cache (the data contract's report) can run meanwhile in a forked process: the stage then
+finds it done, or waits on the cache's lock for the process that is doing it.
+
+The forked process writes only through the cache (staged folders, file locks), so killing it
+leaves nothing that looks complete, and a failure there only means the stage does the work
+itself, reporting any problem in its usual words: its output goes nowhere. It is forked before
+the command starts any thread, runs none of the command's exit handlers, and is stopped when the
+command's work ends. On a one-core machine nothing goes ahead: there is no core to spare."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+
+def spare_core() -> bool:
+    """Whether this process may run on more than one core."""
+    return len(os.sched_getaffinity(0)) > 1
+
+
+def _leave_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(1)  # unwinds `staged` and lock blocks, which remove what is unfinished
+
+
+def _fork(work: Callable[[], None]) -> int:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:  # the forked process: never returns into the command
+        quiet = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # nothing on the user's terminal, no pipe held open
+            os.dup2(quiet, fd)
+        # nor through Python streams that write elsewhere than those descriptors
+        sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - until os._exit
+        signal.signal(signal.SIGTERM, _leave_on_term)
+        work()
+        code = 0
+    except BaseException:  # noqa: BLE001, S110 - the stage does the work itself and reports
+        pass
+    finally:
+        os._exit(code)  # not the command's exit handlers (its server, its MLflow runs)
+
+
+def _end(pid: int, grace: float = 5.0) -> None:
+    """Reap the forked process, stopping it first when it still runs."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+            time.sleep(0.02)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+@contextlib.contextmanager
+def ahead(work: Callable[[], None], wanted: bool = True) -> Iterator[int | None]:
+    """Run `work` in a forked process while the block runs (when `wanted` and a core is spare);
+    yields its process id (None when nothing went ahead). The process is stopped, if it still
+    runs, and reaped when the block ends."""
+    pid = _fork(work) if wanted and spare_core() else None
+    try:
+        yield pid
+    finally:
+        if pid is not None:
+            _end(pid)

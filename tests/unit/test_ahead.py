@@ -1,0 +1,78 @@
+"""Work done ahead in a forked process (`tasks.core.ahead`): it runs beside the block, its output
+reaches nobody, its failure is nobody's error, and it is stopped (cleaning up) and reaped when
+the block ends."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks.core.ahead import ahead
+
+
+def _wait_for(path: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def test_work_runs_in_another_process_and_says_nothing(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    done = tmp_path / "done"
+
+    def work() -> None:
+        print("from the forked process")
+        os.write(2, b"straight to stderr\n")
+        done.write_text(str(os.getpid()))
+
+    with ahead(work) as pid:
+        assert pid is not None and pid != os.getpid()
+        _wait_for(done)
+    assert done.read_text() == str(pid)
+    with pytest.raises(ChildProcessError):  # reaped: no zombie left
+        os.waitpid(pid, os.WNOHANG)
+    out, err = capfd.readouterr()
+    assert "forked process" not in out and "straight to stderr" not in err
+
+
+def test_unfinished_work_is_stopped_and_cleans_up(tmp_path: Path) -> None:
+    started, cleaned = tmp_path / "started", tmp_path / "cleaned"
+
+    def work() -> None:
+        try:
+            started.touch()
+            time.sleep(60)
+        finally:
+            cleaned.touch()  # what `staged` and lock blocks do on the way out
+
+    began = time.monotonic()
+    with ahead(work):
+        _wait_for(started)
+    assert time.monotonic() - began < 20
+    assert cleaned.exists()
+
+
+def test_failing_work_is_not_the_commands_error(tmp_path: Path) -> None:
+    def work() -> None:
+        raise RuntimeError("the stage will do it and say so")
+
+    with ahead(work) as pid:
+        assert pid is not None
+    # the block ran, nothing raised here
+
+
+def test_nothing_goes_ahead_when_not_wanted_or_on_one_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "ran"
+    with ahead(marker.touch, wanted=False) as pid:
+        assert pid is None
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0})
+    with ahead(marker.touch) as pid:
+        assert pid is None
+    assert not marker.exists()
