@@ -36,8 +36,10 @@ Each configuration runs as a command a user would type, timed from the outside w
 TUNELINE_HOME (and no PREFECT_API_URL) for tuneline: `tuneline run recipe.yaml --json` against
 `llamafactory-cli train cfg.yaml`. Recorded per run: training time (the trainer's own, tuneline's
 without its in-training held-out evaluations), non-padding training tokens/s, first and final
-training loss, the whole command's wall time and peak RSS (the process tree's summed RSS, sampled
-every 0.1 s, so tuneline's temporary Prefect server counts; and the command's own process alone).
+training loss, the whole command's wall time and peak memory, sampled every 0.1 s: the process
+tree's summed RSS (so tuneline's temporary Prefect server counts), the command's own process's
+RSS, and the tree's summed PSS (a page shared by several processes split among them: the pages a
+forked process shares with the command count once, where the RSS sum counts them twice).
 The peer's non-padding token count is tuneline's: when the first and final losses agree (checked,
 with a warning otherwise) both trained the same batches. Configurations alternate within each repeat so background load hits both alike.
 Ratios are tuneline / LLaMA-Factory. Raw JSON goes under bench/results/.
@@ -250,7 +252,9 @@ def timed(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
     """Run a command; its wall time, exit code, and the peak summed RSS of its process tree."""
     import psutil
 
-    peak = [0, 0]  # the tree's summed RSS, the command's own process alone
+    # the tree's summed RSS, the command's own process alone, the tree's summed PSS (each shared
+    # page split among the processes sharing it: a forked process's pages count once)
+    peak = [0, 0, 0]
     with log.open("w") as sink:
         started = time.perf_counter()
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=sink, text=True)
@@ -261,12 +265,15 @@ def timed(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
             while not done.is_set():
                 try:
                     tree = [root, *root.children(recursive=True)]
-                    rss = 0
+                    rss = pss = 0
                     for p in tree:
                         with contextlib.suppress(psutil.Error):  # gone since listed
-                            rss += p.memory_info().rss
+                            full = p.memory_full_info()
+                            rss += full.rss
+                            pss += full.pss
                     peak[0] = max(peak[0], rss)
                     peak[1] = max(peak[1], root.memory_info().rss)
+                    peak[2] = max(peak[2], pss)
                 except psutil.Error:
                     pass
                 done.wait(0.1)
@@ -285,6 +292,7 @@ def timed(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
         "wall_s": wall,
         "peak_rss_mb": peak[0] / 2**20,
         "peak_rss_main_mb": peak[1] / 2**20,
+        "peak_pss_mb": peak[2] / 2**20,
         "stdout": sink_text,
     }
 
@@ -410,6 +418,7 @@ def ratios(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, float]:
         / peer["non_padding_tokens_per_second"],
         "wall_s": ours["wall_s"] / peer["wall_s"],
         "peak_rss_mb": ours["peak_rss_mb"] / peer["peak_rss_mb"],
+        "peak_pss_mb": ours["peak_pss_mb"] / peer["peak_pss_mb"],
         "final_loss_delta": ours["final_loss"] - peer["final_loss"],
     }
 
@@ -427,6 +436,7 @@ def table(part: str, ours: dict[str, Any], peers: dict[str, dict[str, Any]]) -> 
         ("wall_s", "{:.1f} s"),
         ("peak_rss_mb", "{:,.0f} MB"),
         ("peak_rss_main_mb", "{:,.0f} MB"),
+        ("peak_pss_mb", "{:,.0f} MB"),
     ):
         cells = [fmt.format(c[key]) if c.get(key) is not None else "-" for c in columns]
         out.append(f"  {key:<30} " + " | ".join(cells))
@@ -435,7 +445,7 @@ def table(part: str, ours: dict[str, Any], peers: dict[str, dict[str, Any]]) -> 
         out.append(
             f"  tuneline / {name}: train {r['train_s']:.2f}x, tokens/s "
             f"{r['non_padding_tokens_per_second']:.2f}x, wall {r['wall_s']:.2f}x, "
-            f"RSS {r['peak_rss_mb']:.2f}x, final loss {r['final_loss_delta']:+.6f}, same work "
+            f"RSS {r['peak_rss_mb']:.2f}x, PSS {r['peak_pss_mb']:.2f}x, final loss {r['final_loss_delta']:+.6f}, same work "
             f"(every logged loss agrees): {'yes' if peer.get('same_work') else 'NO'}"
         )
     return "\n".join(out)
