@@ -36,9 +36,9 @@ def _fork(work: Callable[[], None]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     # what lives now is shared with the forked process until one of them writes to it; frozen, the
-    # forked process's collections leave it alone instead of writing to every object's header
-    # (copying every page: 440 MB of a 690 MB command on the tiny model). The command keeps it
-    # frozen, as `tasks.core.collector` does with what survives a full collection.
+    # forked process's collections leave it alone instead of writing to the objects' headers,
+    # which copies their pages (about 20 MB less of its own memory on the tiny model). The command
+    # keeps it frozen, as `tasks.core.collector` does with what survives a full collection.
     gc.freeze()
     pid = os.fork()
     if pid:
