@@ -79,7 +79,6 @@ def _fill_caches(recipe: Recipe) -> None:
 _SHARED = (
     "peft",  # transformers' model classes, accelerate and torch's compiler stack come with it
     "datasets",
-    "rouge_score.rouge_scorer",
     "transformers.generation",
     "tasks.tokenization.encoding",
     "tasks.evaluation.causal",

@@ -1,16 +1,18 @@
-"""Work a command does ahead of its flow, in a forked process on a core the start-up leaves free.
+"""Work a command does ahead of need, in a forked process on a core its own work leaves free.
 
-A `tuneline run` spends its first seconds importing libraries and waiting for its temporary
-Prefect server, one core busy with each, and the next seconds in stages that run one after the
-other on the main thread. Work that depends on nothing the flow computes and that a stage reads
-from the cache (the data contract's report) can run meanwhile in a forked process: the stage then
-finds it done, or waits on the cache's lock for the process that is doing it.
+A `tuneline run` spends its first seconds in stages that run one after the other on one thread
+(the data contract above all). Work that depends on nothing those stages compute, and that a
+later stage reads from the cache (tokenized data, the base model's evaluation), can run meanwhile
+in a forked process (`flows.ahead` says what): the stage then finds it done, or waits on the
+cache's lock for the process that is doing it.
 
 The forked process writes only through the cache (staged folders, file locks), so killing it
 leaves nothing that looks complete, and a failure there only means the stage does the work
 itself, reporting any problem in its usual words: its output goes nowhere. It is forked before
-the command starts any thread, runs none of the command's exit handlers, and is stopped when the
-command's work ends. On a one-core machine nothing goes ahead: there is no core to spare."""
+the command starts any thread, runs none of the command's exit handlers, runs niced (where the
+command's own work needs every core, training's threads, the work ahead yields), and is stopped
+when the command's work ends. On a one-core machine nothing goes ahead: there is no core to
+spare."""
 
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ def _fork(work: Callable[[], None]) -> int:
         # nor through Python streams that write elsewhere than those descriptors
         sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - until os._exit
         signal.signal(signal.SIGTERM, _leave_on_term)
+        os.nice(10)  # work ahead of need yields to the command's own (training's threads)
         work()
         code = 0
     except BaseException:  # noqa: BLE001, S110 - the stage does the work itself and reports

@@ -233,22 +233,33 @@ def threads_for(cores: int, others_busy: float, current: int) -> int:
 class LoadWindow:
     """How busy the machine's other work keeps its cores, measured from this object's creation
     to `others_busy()` (at least `shortest` seconds: it sleeps for the rest). Created when
-    training starts to load its model, it measures over the load instead of over a wait."""
+    training starts to load its model, it measures over the load instead of over a wait.
+
+    Niced work does not count: it yields its core to training (tuneline's own work done ahead,
+    `tasks.core.ahead`, runs niced)."""
 
     def __init__(self, shortest: float = 0.25) -> None:
         import psutil
 
         self._psutil = psutil
         self._me = psutil.Process()
-        psutil.cpu_percent(None)
-        self._me.cpu_percent(None)
-        self._until = time.monotonic() + shortest
+        self._began = (time.monotonic(), psutil.cpu_times(), self._me.cpu_times())
+        self._until = self._began[0] + shortest
 
     def others_busy(self) -> float:
-        """Cores busy with work other than this process's, on average over the window."""
+        """Cores busy with work other than this process's and niced work, on average over the
+        window."""
         time.sleep(max(0.0, self._until - time.monotonic()))
-        busy = self._psutil.cpu_percent(None) / 100 * (self._psutil.cpu_count() or 1)
-        return max(0.0, busy - self._me.cpu_percent(None) / 100)
+        wall = time.monotonic() - self._began[0]
+        machine = self._psutil.cpu_times()
+        me = self._me.cpu_times()
+        delta = {k: getattr(machine, k) - getattr(self._began[1], k) for k in machine._fields}
+        total = sum(delta.values()) - delta.get("guest", 0.0) - delta.get("guest_nice", 0.0)
+        spare = delta["idle"] + delta.get("iowait", 0.0) + delta["nice"]
+        cores = self._psutil.cpu_count() or 1
+        busy = (total - spare) / total * cores if total > 0 else 0.0
+        mine = (me.user + me.system - self._began[2].user - self._began[2].system) / wall
+        return max(0.0, busy - mine)
 
 
 @contextmanager
