@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from tasks.training.base import threads_for, threads_for_the_load
+from tasks.training.base import LoadWindow, threads_for, threads_for_the_load
 
 
 def test_threads_for_the_cores_left_free() -> None:
@@ -46,3 +46,23 @@ def test_a_users_thread_count_stands(monkeypatch: pytest.MonkeyPatch) -> None:
     before = torch.get_num_threads()
     with threads_for_the_load() as threads:
         assert threads == before == torch.get_num_threads()
+
+
+def test_niced_work_leaves_the_cores_to_training() -> None:
+    """Work done ahead runs niced (tasks.core.ahead): it yields, so it does not count as load."""
+    cores = len(os.sched_getaffinity(0))
+    quiet = LoadWindow(shortest=1.0).others_busy()
+    if quiet > cores - 0.75:
+        pytest.skip(f"other work keeps {quiet:.1f} of {cores} cores busy: nothing left to tell")
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "import os; os.nice(10)\nwhile True: pass"])
+        for _ in range(cores + 1)
+    ]
+    try:
+        time.sleep(0.5)  # every busy loop running
+        niced = LoadWindow(shortest=1.0).others_busy()
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert niced < quiet + 0.5, (quiet, niced)  # counted, they would fill every core
