@@ -20,7 +20,7 @@ def _wait_for(path: Path, timeout: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-def test_work_runs_in_another_process_and_says_nothing(
+def test_work_runs_niced_in_another_process_and_says_nothing(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     done = tmp_path / "done"
@@ -28,12 +28,12 @@ def test_work_runs_in_another_process_and_says_nothing(
     def work() -> None:
         print("from the forked process")
         os.write(2, b"straight to stderr\n")
-        done.write_text(str(os.getpid()))
+        done.write_text(f"{os.getpid()} {os.nice(0)}")
 
     with ahead(work) as pid:
         assert pid is not None and pid != os.getpid()
         _wait_for(done)
-    assert done.read_text() == str(pid)
+    assert done.read_text() == f"{pid} {os.nice(0) + 10}"  # niced: it yields to the command
     with pytest.raises(ChildProcessError):  # reaped: no zombie left
         os.waitpid(pid, os.WNOHANG)
     out, err = capfd.readouterr()
