@@ -218,6 +218,7 @@ class TrainResult:
                 "peak_gpu_mb": memory.peak_gpu_mb,
                 "resumed_from_step": float(stats.resumed_from),
                 **({"train_loop_seconds": stats.loop_seconds} if stats.loop_seconds else {}),
+                **({"trainer_build_seconds": stats.build_seconds} if stats.build_seconds else {}),
                 **extra,
                 **stats.warmup,
             },
@@ -459,6 +460,9 @@ class FitStats:
     # the first step to the last, without building the data loader and optimiser before them or
     # the held-out loss points among them): the figure other tools built on it report.
     loop_seconds: float | None = None
+    # Building the trainer before `train()`: trl preparing the data and, for DPO on a CPU, the
+    # reference model's pass over it (tasks.training.causal.dpo)
+    build_seconds: float | None = None
 
     @classmethod
     def of_trainer(

@@ -10,6 +10,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -192,9 +193,11 @@ def fit(
     resumed_from = checkpoints.marker_step(resume) if resume else 0
     callbacks = checkpoints.callbacks(model, resume) if saving else []
     output_dir = str(checkpoint_dir if saving else work / "trainer")
+    building = time.perf_counter()
     trainer = make_trainer(
         model, tokenizer, method, spec, tokenized, output_dir, saving, max_length, callbacks, base
     )
+    built = time.perf_counter() - building
     trainer.remove_callback(PrinterCallback)  # figures go to MLflow, not stdout
     counter = TokenCounter(trainer.data_collator, trainer.model)
     trainer.data_collator = counter
@@ -204,7 +207,7 @@ def fit(
     with labelled_positions_only():
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     elapsed = time.perf_counter() - started
-    return FitStats.of_trainer(
+    stats = FitStats.of_trainer(
         output,
         trainer.state.log_history,
         elapsed,
@@ -213,6 +216,7 @@ def fit(
         timer.figures(),
         curves=("loss", "eval_loss", "reward"),
     )
+    return replace(stats, build_seconds=built)
 
 
 def prompt_style(data_format: str) -> str:
