@@ -11,8 +11,8 @@ leaves nothing that looks complete, and a failure there only means the stage doe
 itself, reporting any problem in its usual words: its output goes nowhere. It is forked before
 the command starts any thread, runs none of the command's exit handlers, runs niced (where the
 command's own work needs every core, training's threads, the work ahead yields), and is stopped
-when the command's work ends. On a one-core machine nothing goes ahead: there is no core to
-spare."""
+when the command's work ends, or when the command is gone (killed). On a one-core machine
+nothing goes ahead: there is no core to spare."""
 
 from __future__ import annotations
 
@@ -34,9 +34,22 @@ def _leave_on_term(signum: int, frame: object) -> None:
     raise SystemExit(1)  # unwinds `staged` and lock blocks, which remove what is unfinished
 
 
+def _end_with(parent: int) -> None:
+    """Have the kernel stop this process when its parent is gone (killed, say), so that nothing
+    works on for a command that ended (Linux; elsewhere the work ends by itself)."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # gone before the request took
+        raise SystemExit(1)
+
+
 def _fork(work: Callable[[], None]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
+    parent = os.getpid()
     # what lives now is shared with the forked process until one of them writes to it; frozen, the
     # forked process's collections leave it alone instead of writing to the objects' headers,
     # which copies their pages (about 20 MB less of its own memory on the tiny model). The command
@@ -53,6 +66,7 @@ def _fork(work: Callable[[], None]) -> int:
         # nor through Python streams that write elsewhere than those descriptors
         sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - until os._exit
         signal.signal(signal.SIGTERM, _leave_on_term)
+        _end_with(parent)
         os.nice(10)  # work ahead of need yields to the command's own (training's threads)
         work()
         code = 0

@@ -5,12 +5,15 @@ the block ends."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tasks.core.ahead import ahead
+from tests.conftest import REPO
 
 
 def _wait_for(path: Path, timeout: float = 20.0) -> None:
@@ -76,3 +79,41 @@ def test_nothing_goes_ahead_when_not_wanted_or_on_one_core(
     with ahead(marker.touch) as pid:
         assert pid is None
     assert not marker.exists()
+
+
+def test_work_ends_when_the_command_is_killed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "ahead.pid"
+    command = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\n"
+            "from pathlib import Path\n"
+            "from tasks.core.ahead import ahead\n"
+            "def work():\n"
+            f"    Path({str(pid_file)!r}).write_text(str(__import__('os').getpid()))\n"
+            "    time.sleep(120)\n"
+            "with ahead(work):\n"
+            "    time.sleep(120)\n",
+        ],
+        cwd=REPO,
+    )
+    try:
+        _wait_for(pid_file)
+        forked = int(pid_file.read_text())
+        command.kill()  # no exit handlers, no `finally`: the kernel's word alone
+        command.wait()
+        deadline = time.monotonic() + 20
+        while _alive(forked):
+            assert time.monotonic() < deadline, "the work ahead outlived its command"
+            time.sleep(0.05)
+    finally:
+        command.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie waits for init to reap it: it runs no more
