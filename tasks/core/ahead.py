@@ -26,8 +26,11 @@ from collections.abc import Callable, Iterator
 
 
 def spare_core() -> bool:
-    """Whether this process may run on more than one core."""
-    return len(os.sched_getaffinity(0)) > 1
+    """Whether this process may run on more than one core (and can fork)."""
+    if not hasattr(os, "fork"):
+        return False
+    affinity = getattr(os, "sched_getaffinity", None)
+    return (len(affinity(0)) if affinity else os.cpu_count() or 1) > 1
 
 
 def _leave_on_term(signum: int, frame: object) -> None:
