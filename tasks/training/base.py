@@ -255,12 +255,16 @@ class LoadWindow:
         machine = self._psutil.cpu_times()
         me = self._me.cpu_times()
         delta = {k: getattr(machine, k) - getattr(self._began[1], k) for k in machine._fields}
-        total = sum(delta.values()) - delta.get("guest", 0.0) - delta.get("guest_nice", 0.0)
-        spare = delta["idle"] + delta.get("iowait", 0.0) + delta["nice"]
-        cores = self._psutil.cpu_count() or 1
-        busy = (total - spare) / total * cores if total > 0 else 0.0
         mine = (me.user + me.system - self._began[2].user - self._began[2].system) / wall
-        return max(0.0, busy - mine)
+        return max(0.0, busy_cores(delta, self._psutil.cpu_count() or 1) - mine)
+
+
+def busy_cores(delta: dict[str, float], cores: int) -> float:
+    """Cores kept busy over a window, from the machine's CPU-time counters' growth over it
+    (`psutil.cpu_times` fields): idle, waiting on I/O and niced time count as free."""
+    total = sum(delta.values()) - delta.get("guest", 0.0) - delta.get("guest_nice", 0.0)
+    spare = delta["idle"] + delta.get("iowait", 0.0) + delta.get("nice", 0.0)
+    return (total - spare) / total * cores if total > 0 else 0.0
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from tasks.training.base import LoadWindow, threads_for, threads_for_the_load
+from tasks.training.base import LoadWindow, busy_cores, threads_for, threads_for_the_load
 
 
 def test_threads_for_the_cores_left_free() -> None:
@@ -46,6 +46,19 @@ def test_a_users_thread_count_stands(monkeypatch: pytest.MonkeyPatch) -> None:
     before = torch.get_num_threads()
     with threads_for_the_load() as threads:
         assert threads == before == torch.get_num_threads()
+
+
+def test_busy_cores_leave_niced_and_idle_time_out() -> None:
+    # 2 cores over 1 s: 2 s of CPU time in all
+    counters = dict(user=0.5, nice=1.0, system=0.1, idle=0.3, iowait=0.1, irq=0.0, softirq=0.0)
+    assert busy_cores({**counters, "steal": 0.0}, 2) == pytest.approx(0.6)
+    # guest time is counted inside user time already
+    assert busy_cores({**counters, "guest": 0.4, "guest_nice": 0.0, "steal": 0.0}, 2) == (
+        pytest.approx(0.6)
+    )
+    everything_niced = dict(user=0.0, nice=2.0, system=0.0, idle=0.0, iowait=0.0)
+    assert busy_cores(everything_niced, 2) == 0.0
+    assert busy_cores(dict(user=2.0, nice=0.0, system=0.0, idle=0.0), 2) == pytest.approx(2.0)
 
 
 def test_niced_work_leaves_the_cores_to_training() -> None:
