@@ -106,12 +106,19 @@ def test_suspended_run_resumes_on_the_answer_without_retraining(
             assert "champion" not in mlc.get_registered_model(NAME).aliases
             assert "awaiting approval as `challenger`" in v1.description
 
-            # the form the UI shows: a typed schema and its description
+            # the form the UI shows: a typed schema and its description (Prefect saves them
+            # just after the run enters Suspended, so they may land a moment after the state)
             api = prefect_server.rstrip("/")
-            inputs = httpx.post(
-                f"{api}/flow_runs/{run_a}/input/filter", json={"prefix": "suspended", "limit": 10}
-            ).json()
-            by_key = {i["key"].rsplit("-", 1)[-1]: json.loads(i["value"]) for i in inputs}
+
+            def form() -> dict:
+                inputs = httpx.post(
+                    f"{api}/flow_runs/{run_a}/input/filter",
+                    json={"prefix": "suspended", "limit": 10},
+                ).json()
+                found = {i["key"].rsplit("-", 1)[-1]: json.loads(i["value"]) for i in inputs}
+                return found if {"schema", "description"} <= set(found) else {}
+
+            by_key = wait_until(form, 60, "the suspended run's input form", serve, log)
             assert by_key["schema"]["properties"]["decision"]["enum"] == ["approve", "reject"]
             assert by_key["schema"]["required"] == ["decision"]
             description = by_key["description"]
