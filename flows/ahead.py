@@ -1,5 +1,4 @@
-"""What a run's data contract runs on (`contract_inputs`), and the work a run does ahead of its
-stages (`caches_ahead`).
+"""The work a run does ahead of its stages (`caches_ahead`).
 
 While the flow's main thread runs the data contract (Great Expectations' import and checks,
 seconds of one core), the machine's other core has nothing to do. A process forked just before
@@ -22,22 +21,7 @@ from pathlib import Path
 from flows.recipe import Recipe
 from tasks.core import settings
 from tasks.core.ahead import ahead
-from tasks.data.load import DataRef, expand_source, is_url, load
-from tasks.validation.contract import ValidationInputs
-
-
-def contract_inputs(recipe: Recipe, data: DataRef) -> ValidationInputs:
-    """What the recipe's data contract runs on."""
-    return ValidationInputs(
-        data,
-        recipe.contract,
-        Path(recipe.base_dir) if recipe.base_dir else None,
-        recipe.method.name,
-        recipe.base_model,
-        recipe.tokenize.max_length,
-        recipe.registry.gate if recipe.registry.enabled else None,
-        recipe.evaluate.generation_rows,
-    )
+from tasks.data.load import expand_source, is_url, load
 
 
 def _local(source: str) -> bool:
@@ -76,11 +60,10 @@ def _fill_caches(recipe: Recipe) -> None:
 # What the forked process runs, imported before it forks (the flow imports all of it later
 # anyway): shared with the forked process, not imported a second time there (on the tiny model
 # its own memory fell from 440 MB to 240-270 MB, its work from about 4 s to 1.8 s).
-_SHARED = (
+_SHARED = ("datasets", "tasks.tokenization.encoding")
+_SHARED_CAUSAL = (  # the base model's evaluation too
     "peft",  # transformers' model classes, accelerate and torch's compiler stack come with it
-    "datasets",
     "transformers.generation",
-    "tasks.tokenization.encoding",
     "tasks.evaluation.causal",
     "tasks.training.causal.runner",
 )
@@ -91,6 +74,7 @@ def caches_ahead(recipe: Recipe) -> AbstractContextManager[int | None]:
     it can, a core is spare and `TUNELINE_AHEAD` is not 0."""
     wanted = settings.work_ahead() and can_go_ahead(recipe)
     if wanted:
-        for module in _SHARED:
+        causal = _SHARED_CAUSAL if recipe.task == "causal-lm" else ()
+        for module in (*_SHARED, *causal):
             importlib.import_module(module)
     return ahead(partial(_fill_caches, recipe), wanted=wanted)

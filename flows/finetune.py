@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
 
-from flows.ahead import contract_inputs
 from flows.recipe import Recipe
 from tasks.core import settings
 from tasks.core.errors import EXIT_GATE, EXIT_OK, ContractFailed
@@ -46,6 +46,7 @@ from tasks.tokenization.encoding import TokenizedRef
 from tasks.tokenization.task import tokenize_dataset
 from tasks.training.base import TrainResult
 from tasks.training.task import train_model
+from tasks.validation.contract import ValidationInputs
 from tasks.validation.task import validate_data
 
 
@@ -278,6 +279,20 @@ def start_run(run: Run) -> Run:
         recipe_document(recipe),
     )
     return replace(run, id=run_id, out_dir=str(settings.runs_dir() / recipe.name / run_id))
+
+
+def contract_inputs(recipe: Recipe, data: DataRef) -> ValidationInputs:
+    """What the recipe's data contract runs on."""
+    return ValidationInputs(
+        data,
+        recipe.contract,
+        Path(recipe.base_dir) if recipe.base_dir else None,
+        recipe.method.name,
+        recipe.base_model,
+        recipe.tokenize.max_length,
+        recipe.registry.gate if recipe.registry.enabled else None,
+        recipe.evaluate.generation_rows,
+    )
 
 
 def validate(run: Run) -> Any:

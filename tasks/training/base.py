@@ -464,8 +464,7 @@ class FitStats:
     # the first step to the last, without building the data loader and optimiser before them or
     # the held-out loss points among them): the figure other tools built on it report.
     loop_seconds: float | None = None
-    # Building the trainer before `train()`: trl preparing the data and, for DPO on a CPU, the
-    # reference model's pass over it (tasks.training.causal.dpo)
+    # Building the trainer before `train()` (trl preparing the data, for one)
     build_seconds: float | None = None
 
     @classmethod
