@@ -96,3 +96,97 @@ def as_trl_ships_it(trainer: Any) -> Any:
             trainer.__class__ = cls
             return trainer
     raise AssertionError(f"{type(trainer)} is not a trl trainer")
+
+
+def test_held_out_reference_runs_once(tiny_causal_lm: Path, tmp_path: Path) -> None:
+    """DPO's held-out loss points give trl's figures at every point, while the reference (the
+    base with the adapter off) runs over the held-out pairs at the first point only."""
+    from peft.tuners.lora import LoraLayer
+
+    base = BaseModelSpec(path=str(tiny_causal_lm))
+    method = METHODS["dpo"].config(r=4, lora_alpha=8)
+    tok = tokenize(load(data_spec("hh", "preference")), base, TokenizeSpec(max_length=96), method)
+    tokenizer = load_tokenizer(base)
+    spec = TrainSpec(
+        max_steps=STEPS,
+        batch_size=4,
+        eval_batch_size=4,
+        learning_rate=1e-2,
+        warmup_ratio=0.0,
+        logging_steps=1,
+        eval_loss_points=3,
+        eval_loss_rows=12,
+        group_by_length=False,
+    )
+
+    def run(stock: bool) -> tuple[list[dict[str, float]], int]:
+        model = prepare_model(base, method, tokenizer, seed=0, steps=STEPS)
+        trainer = make_trainer(
+            model, tokenizer, method, spec, tok, str(tmp_path / str(stock)), False, 96, [], base
+        )
+        if stock:
+            as_trl_ships_it(trainer)
+        lora = next(m for m in model.modules() if isinstance(m, LoraLayer))
+        reference_passes = [0]
+
+        def count(module: Any, args: Any) -> None:
+            reference_passes[0] += int(module.disable_adapters or module.active_adapters == ["ref"])
+
+        lora.register_forward_pre_hook(count)
+        with labelled_positions_only():
+            trainer.train()
+            trainer.evaluate()  # a fourth point, after training
+        evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+        return evals, reference_passes[0]
+
+    ours, our_passes = run(stock=False)
+    theirs, their_passes = run(stock=True)
+    batches = 3  # 12 held-out pairs, 4 per batch
+    assert len(ours) == len(theirs) == 4
+    for mine, stock in zip(ours, theirs, strict=True):
+        assert mine.keys() == stock.keys()
+        for key in set(stock) - {"eval_runtime", "eval_samples_per_second", "eval_steps_per_second"}:
+            assert mine[key] == pytest.approx(stock[key], rel=1e-6, abs=1e-9), key
+    assert their_passes == STEPS + 4 * batches  # one per training step, one per held-out batch
+    assert our_passes == STEPS + batches
+
+
+def test_fresh_adapter_reference_is_the_base(
+    tiny_causal_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """trl copies the adapter it is handed as DPO's reference; for a fresh adapter (a zero update)
+    tuneline drops that copy and runs the base with the adapter off: the same losses. An adapter
+    that is not a zero update (one trained before) keeps trl's copy as its reference."""
+    import torch
+
+    from tasks.training.causal import dpo
+
+    base = BaseModelSpec(path=str(tiny_causal_lm))
+    # dropout off: the copy's dropout would draw random numbers the base does not
+    method = METHODS["dpo"].config(r=4, lora_alpha=8, lora_dropout=0.0)
+    tok = tokenize(load(data_spec("hh", "preference")), base, TokenizeSpec(max_length=96), method)
+    tokenizer = load_tokenizer(base)
+
+    def losses(model: Any, name: str) -> tuple[list[float], bool]:
+        trainer = make_trainer(
+            model, tokenizer, method, _spec(False), tok, str(tmp_path / name), False, 96, [], base
+        )
+        kept_copy = "ref" in trainer.model.peft_config
+        with labelled_positions_only():
+            trainer.train()
+        return [float(h["loss"]) for h in trainer.state.log_history if "loss" in h], kept_copy
+
+    ours, ours_copy = losses(prepare_model(base, method, tokenizer, seed=0, steps=STEPS), "ours")
+    with monkeypatch.context() as patch:
+        patch.setattr(dpo, "base_as_reference", lambda trainer: trainer)
+        trls, trls_copy = losses(prepare_model(base, method, tokenizer, seed=0, steps=STEPS), "trl")
+    assert (ours_copy, trls_copy) == (False, True)
+    assert len(ours) == STEPS and ours == pytest.approx(trls, rel=1e-6)
+
+    trained = prepare_model(base, method, tokenizer, seed=0, steps=STEPS)
+    with torch.no_grad():
+        for name, param in trained.named_parameters():
+            if "lora_B" in name:
+                param.fill_(0.01)  # as if trained before: no longer a zero update
+    _, kept = losses(trained, "trained")
+    assert kept

@@ -121,3 +121,28 @@ def reference_for(inputs: TrainerInputs) -> Any:
     """The frozen reference a preference method compares against: None for a LoRA adapter (the
     base with the adapter switched off), a frozen copy of the base for full weights."""
     return inputs.load_reference() if inputs.method.weights == "full" else None
+
+
+def base_as_reference(trainer: Any) -> Any:
+    """The reference of a fresh LoRA adapter run without the adapter's matrices; returns `trainer`.
+
+    Handed a model already wrapped in an adapter, trl's preference trainers copy that adapter as
+    the reference ("ref") and run it beside the base at every reference pass. A fresh LoRA adapter
+    is a zero update (PEFT starts each B matrix at zero), so that copy adds exactly zero: the base
+    with the adapter off is the same reference, the one trl uses for an adapter it wraps itself
+    (and LLaMA-Factory for its own), without the adapter's extra multiplications. The copy is
+    dropped only when it is such a zero update; a trained adapter being trained further keeps
+    its copy, which is then a real reference."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    configs = getattr(model, "peft_config", None)
+    if not configs or "ref" not in configs or getattr(configs["ref"], "use_dora", False):
+        return trainer
+    for name, param in model.named_parameters():
+        if ".ref." not in name:
+            continue
+        if "lora_A" in name:
+            continue
+        if "lora_B" not in name or bool(param.detach().count_nonzero()):
+            return trainer  # not a plain zero update: trl's copy stays the reference
+    model.delete_adapter("ref")
+    return trainer

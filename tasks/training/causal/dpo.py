@@ -9,7 +9,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from tasks.training.base import MethodSpec
-from tasks.training.causal.config import CausalMethod, TrainerInputs, build_lm, reference_for
+from tasks.training.causal.config import (
+    CausalMethod,
+    TrainerInputs,
+    base_as_reference,
+    build_lm,
+    reference_for,
+)
 
 
 class DpoMethod(CausalMethod):
@@ -35,7 +41,7 @@ def trainer(inputs: TrainerInputs) -> Any:
         beta=method.beta,
         loss_type=[method.loss_type],
     )
-    return DPOTrainer(
+    trainer = held_out_reference_trainer(DPOTrainer)(
         model=inputs.model,
         ref_model=reference_for(inputs),
         args=args,
@@ -44,6 +50,46 @@ def trainer(inputs: TrainerInputs) -> Any:
         processing_class=inputs.tokenizer,
         callbacks=inputs.callbacks,
     )
+    return base_as_reference(trainer)
+
+
+def held_out_reference_trainer(base: type) -> type:
+    """trl's `DPOTrainer` (`base`) that runs the reference over the held-out pairs once.
+
+    The reference (the base with the adapter off, or a frozen copy of it) does not change while the
+    policy trains, yet trl runs it over every held-out batch at every held-out loss point. This
+    trainer lets trl compute the reference's two log-probability sums of a batch the first time
+    it meets that batch (`compute_ref_log_probs`, trl's own precompute path), keeps them by the
+    batch's tokens, and hands them to trl's precomputed path at later points: the same figures,
+    for one reference pass over the held-out rows instead of one per point. Training steps, a
+    reference that moves (`sync_ref_model`) and trl's own precomputation are trl's as they come."""
+    import hashlib
+
+    class HeldOutReferenceDPOTrainer(base):  # type: ignore[misc, valid-type]
+        _held_reference: dict[bytes, tuple[Any, Any]] | None = None
+
+        def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
+            if self.model.training or self.precompute_ref_logps or self.args.sync_ref_model:
+                return super()._compute_loss(model, inputs, return_outputs)
+            digest = hashlib.blake2b(digest_size=16)
+            for name in ("input_ids", "attention_mask", "completion_mask"):
+                if name in inputs:
+                    tensor = inputs[name]
+                    digest.update(repr((name, tuple(tensor.shape))).encode())
+                    digest.update(tensor.detach().cpu().numpy().tobytes())
+            key = digest.digest()
+            kept = self._held_reference = self._held_reference or {}
+            if key not in kept:
+                kept[key] = self.compute_ref_log_probs(self.ref_model or self.model, inputs)
+            chosen, rejected = kept[key]
+            self.precompute_ref_logps = True  # trl reads the two sums from the batch
+            try:
+                batch = {**inputs, "ref_chosen_logps": chosen, "ref_rejected_logps": rejected}
+                return super()._compute_loss(model, batch, return_outputs)
+            finally:
+                self.precompute_ref_logps = False
+
+    return HeldOutReferenceDPOTrainer
 
 
 SPEC = MethodSpec(

@@ -11,7 +11,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from tasks.training.base import MethodSpec
-from tasks.training.causal.config import CausalMethod, TrainerInputs, build_lm, reference_for
+from tasks.training.causal.config import (
+    CausalMethod,
+    TrainerInputs,
+    base_as_reference,
+    build_lm,
+    reference_for,
+)
 
 
 class KtoMethod(CausalMethod):
@@ -51,7 +57,7 @@ def trainer(inputs: TrainerInputs) -> Any:
         undesirable_weight=method.undesirable_weight,
     )
     held = inputs.held
-    return KTOTrainer(
+    trainer = KTOTrainer(
         model=inputs.model,
         ref_model=reference_for(inputs),
         args=args,
@@ -60,6 +66,7 @@ def trainer(inputs: TrainerInputs) -> Any:
         processing_class=inputs.tokenizer,
         callbacks=inputs.callbacks,
     )
+    return base_as_reference(trainer)
 
 
 SPEC = MethodSpec(
