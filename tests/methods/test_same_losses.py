@@ -145,7 +145,11 @@ def test_held_out_reference_runs_once(tiny_causal_lm: Path, tmp_path: Path) -> N
     assert len(ours) == len(theirs) == 4
     for mine, stock in zip(ours, theirs, strict=True):
         assert mine.keys() == stock.keys()
-        for key in set(stock) - {"eval_runtime", "eval_samples_per_second", "eval_steps_per_second"}:
+        for key in set(stock) - {
+            "eval_runtime",
+            "eval_samples_per_second",
+            "eval_steps_per_second",
+        }:
             assert mine[key] == pytest.approx(stock[key], rel=1e-6, abs=1e-9), key
     assert their_passes == STEPS + 4 * batches  # one per training step, one per held-out batch
     assert our_passes == STEPS + batches
