@@ -174,3 +174,33 @@ def test_temporary_server_does_not_outlive_a_killed_command(
     gone, alive = psutil.wait_procs(servers, timeout=30)
     assert not alive, "the temporary server outlived the killed command"
     assert not logs[0].exists()
+
+
+def test_temporary_server_warms_up_with_reads_only() -> None:
+    """The temporary server asks itself what a flow run asks first, once it answers: that
+    creates no flow and no flow run, and a server that never answers only ends the warm-up."""
+    import httpx
+
+    from tasks.services import prefect_api
+
+    prefect_api._warm_up(free_port(), timeout=0.5)  # nothing listens: returns, raises nothing
+
+    server = prefect_api._launch()
+    try:
+        url = server.api_url
+
+        def counts() -> tuple[int, int]:
+            return tuple(  # type: ignore[return-value]
+                httpx.post(f"{url}/{kind}/count", json={}, timeout=30).json()
+                for kind in ("flows", "flow_runs")
+            )
+
+        deadline = time.monotonic() + 300
+        while not prefect_api._healthy(server):
+            assert server.process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        before = counts()
+        prefect_api._warm_up(server.port)
+        assert counts() == before
+    finally:
+        prefect_api._stop(server)

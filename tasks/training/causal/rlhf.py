@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from tasks.training.base import MethodSpec
-from tasks.training.causal.config import CausalMethod, TrainerInputs, build_lm
+from tasks.training.causal.config import CausalMethod, TrainerInputs, base_as_reference, build_lm
 
 
 class RlhfMethod(CausalMethod):
@@ -55,7 +55,7 @@ def trainer(inputs: TrainerInputs) -> Any:
     if method.algorithm == "rloo":
         pair = (RLOOConfig, RLOOTrainer)
     config, trainer_class = pair
-    return trainer_class(
+    trainer = trainer_class(
         model=inputs.model,
         reward_funcs=[scorer],
         args=config(**settings),
@@ -64,6 +64,7 @@ def trainer(inputs: TrainerInputs) -> Any:
         reward_processing_classes=[scorer_tokenizer],
         callbacks=inputs.callbacks,
     )
+    return base_as_reference(trainer)
 
 
 SPEC = MethodSpec(
