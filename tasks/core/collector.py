@@ -8,23 +8,28 @@ object, so a run paid for walking the same imported modules again and again (2.2
 command on the tiny model, most of it while validation and training imported their libraries).
 
 `keep_survivors()` makes what survives a full collection permanent (`gc.freeze`): later
-collections walk only what is newer. Frozen objects are never collected, so where a stage lets go
-of something large, a model held in a reference cycle say, `release()` unfreezes, collects
-everything once and freezes what is still alive: training in this process calls it when it ends,
-so the trained model, its optimiser and the trainer are freed before evaluation loads models, as
-without the policy. Only commands that end when their flow does install it; long-running ones
-(`serve`) keep CPython's defaults."""
+collections walk only what is newer. Frozen objects are never collected, so a stage that builds
+something large and lets go of it, a model held in reference cycles say, runs inside
+`releasing()`: what lives when the block starts is frozen and nothing more is frozen while it
+runs, so when it ends one collection walks only what the block made (not the million imported
+objects: 0.35 s of every run before) and frees what it left in cycles. Training in this process
+runs in it, so the trained model, its optimiser and the trainer are freed before evaluation loads
+models, as without the policy. Only commands that end when their flow does install it;
+long-running ones (`serve`) keep CPython's defaults."""
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 _installed = False
+_frozen_after_collections = True  # False inside `releasing()`
 
 
 def _freeze_after_full_collection(phase: str, info: dict[str, Any]) -> None:
-    if phase == "stop" and info.get("generation") == 2:
+    if phase == "stop" and info.get("generation") == 2 and _frozen_after_collections:
         gc.freeze()
 
 
@@ -36,10 +41,19 @@ def keep_survivors() -> None:
         _installed = True
 
 
-def release() -> None:
-    """Collect everything once, frozen objects included, and freeze what survives; nothing to do
-    where `keep_survivors` was not called."""
-    if not _installed:
+@contextmanager
+def releasing() -> Iterator[None]:
+    """What the block makes and leaves in reference cycles is collected when it ends, by one
+    collection of what is newer than the block; what survives is frozen. Nothing changes where
+    `keep_survivors` was not called."""
+    global _frozen_after_collections
+    if not _installed or not _frozen_after_collections:  # not installed, or nested
+        yield
         return
-    gc.unfreeze()
-    gc.collect()  # its own callback freezes the survivors
+    gc.freeze()
+    _frozen_after_collections = False
+    try:
+        yield
+    finally:
+        _frozen_after_collections = True
+        gc.collect()  # its own callback freezes the survivors

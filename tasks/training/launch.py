@@ -176,9 +176,9 @@ def train(
 ) -> TrainResult:
     """Train in this process, or across `train.distributed.processes` under accelerate."""
     if spec.distributed.processes <= 1:
-        result = train_here(tokenized, base, method, spec, out_dir, checkpoint_dir, **extra)
-        collector.release()  # the trained model, optimiser and trainer go before evaluation's
-        return result
+        # the trained model, optimiser and trainer go before evaluation's models come
+        with collector.releasing():
+            return train_here(tokenized, base, method, spec, out_dir, checkpoint_dir, **extra)
     payload = job(tokenized, base, method, spec, out_dir, checkpoint_dir, **extra)
     return run_distributed(payload, spec.distributed.processes, base.token)
 
