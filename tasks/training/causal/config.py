@@ -142,7 +142,9 @@ def base_as_reference(trainer: Any) -> Any:
             continue
         if "lora_A" in name:
             continue
-        if "lora_B" not in name or bool(param.detach().count_nonzero()):
-            return trainer  # not a plain zero update: trl's copy stays the reference
+        if "lora_B" not in name or not param.numel() or bool(param.detach().count_nonzero()):
+            # not a plain zero update (or one held in shards elsewhere, so not known to be one):
+            # trl's copy stays the reference
+            return trainer
     model.delete_adapter("ref")
     return trainer
