@@ -23,6 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tasks.core.errors import TunelineError, first_line
 
@@ -322,7 +323,7 @@ def start_temporary_server(timeout: int, attempts: int = 2) -> str:
 # What a flow run asks first, and what answers slowly the first time a server is asked (about 0.2
 # s each on a small machine, milliseconds later): a CSRF token, the result-storage setting, and
 # a flow run (the first one read builds what any later answer about a flow run uses).
-_WARM_UP = (
+_WARM_UP: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("GET", "/csrf-token", {"params": {"client": "tuneline-warm-up"}}),
     ("GET", "/admin/storage", {}),
     ("POST", "/flow_runs/filter", {"json": {"limit": 1}}),

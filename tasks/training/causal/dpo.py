@@ -67,6 +67,7 @@ def held_out_reference_trainer(base: type) -> type:
 
     class HeldOutReferenceDPOTrainer(base):  # type: ignore[misc, valid-type]
         _held_reference: dict[bytes, tuple[Any, Any]] | None = None
+        precompute_ref_logps: bool  # trl's, set in its __init__
 
         def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
             if self.model.training or self.precompute_ref_logps or self.args.sync_ref_model:
