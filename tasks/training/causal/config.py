@@ -138,9 +138,7 @@ def base_as_reference(trainer: Any) -> Any:
     if not configs or "ref" not in configs or getattr(configs["ref"], "use_dora", False):
         return trainer
     for name, param in model.named_parameters():
-        if ".ref." not in name:
-            continue
-        if "lora_A" in name:
+        if ".ref." not in name or "lora_A" in name:
             continue
         if "lora_B" not in name or not param.numel() or bool(param.detach().count_nonzero()):
             # not a plain zero update (or one held in shards elsewhere, so not known to be one):

@@ -66,7 +66,6 @@ def held_out_reference_trainer(base: type) -> type:
     import hashlib
 
     class HeldOutReferenceDPOTrainer(base):  # type: ignore[misc, valid-type]
-        _held_reference: dict[bytes, tuple[Any, Any]] | None = None
         precompute_ref_logps: bool  # trl's, set in its __init__
 
         def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
@@ -79,7 +78,7 @@ def held_out_reference_trainer(base: type) -> type:
                     digest.update(repr((name, tuple(tensor.shape))).encode())
                     digest.update(tensor.detach().cpu().numpy().tobytes())
             key = digest.digest()
-            kept = self._held_reference = self._held_reference or {}
+            kept: dict[bytes, tuple[Any, Any]] = self.__dict__.setdefault("_held_reference", {})
             if key not in kept:
                 kept[key] = self.compute_ref_log_probs(self.ref_model or self.model, inputs)
             chosen, rejected = kept[key]
