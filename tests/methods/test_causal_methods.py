@@ -159,7 +159,7 @@ def test_labelled_positions_only_changes_cost_not_results(tiny_causal_lm: Path) 
     from transformers import AutoModelForCausalLM
     from trl.trainer import utils as trl_utils
 
-    from tasks.training.causal.runner import labelled_positions_only
+    from tasks.training.causal.lm_head import labelled_positions_only
 
     cpu = torch.device("cpu")
     assert not trl_utils._use_triton(cpu)  # trl's own choice on CPU: every position

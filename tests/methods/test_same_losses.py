@@ -15,13 +15,8 @@ from tasks.models.base import BaseModelSpec
 from tasks.tokenization.encoding import TokenizeSpec, tokenize
 from tasks.training import METHODS
 from tasks.training.base import TrainSpec
-from tasks.training.causal.runner import (
-    fit,
-    labelled_positions_only,
-    load_tokenizer,
-    make_trainer,
-    prepare_model,
-)
+from tasks.training.causal.lm_head import eager_lm_head
+from tasks.training.causal.runner import fit, load_tokenizer, make_trainer, prepare_model
 from tests.methods.test_causal_methods import data_spec
 
 STEPS = 6
@@ -78,7 +73,7 @@ def test_fast_loop_computes_the_stock_losses(
     ours = make_trainer(
         model, tokenizer, method, _spec(False), tok, str(tmp_path / "ours"), False, 96, [], base
     )
-    with labelled_positions_only():
+    with eager_lm_head():
         ours.train()
     logged = [h for h in ours.state.log_history if "loss" in h]
     expected = [h for h in stock.state.log_history if "loss" in h]
@@ -133,7 +128,7 @@ def test_held_out_reference_runs_once(tiny_causal_lm: Path, tmp_path: Path) -> N
             reference_passes[0] += int(module.disable_adapters or module.active_adapters == ["ref"])
 
         lora.register_forward_pre_hook(count)
-        with labelled_positions_only():
+        with eager_lm_head():
             trainer.train()
             trainer.evaluate()  # a fourth point, after training
         evals = [h for h in trainer.state.log_history if "eval_loss" in h]
@@ -176,7 +171,7 @@ def test_fresh_adapter_reference_is_the_base(
             model, tokenizer, method, _spec(False), tok, str(tmp_path / name), False, 96, [], base
         )
         kept_copy = "ref" in trainer.model.peft_config
-        with labelled_positions_only():
+        with eager_lm_head():
             trainer.train()
         return [float(h["loss"]) for h in trainer.state.log_history if "loss" in h], kept_copy
 

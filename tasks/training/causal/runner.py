@@ -8,8 +8,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from tasks.training.base import (
     total_steps,
 )
 from tasks.training.causal.config import CausalMethod, TrainerInputs, load_kwargs
+from tasks.training.causal.lm_head import eager_lm_head
 
 log = logging.getLogger(__name__)
 
@@ -101,36 +100,6 @@ def prepare_model(
         return causal_from(init, base, method, tokenizer, seed)
     ctx = BuildContext(total_steps=steps, num_labels=1)
     return METHODS[method.name].build(load_base(base, method, tokenizer, seed), method, ctx)
-
-
-# Devices where a batch's shapes may change from step to step at no cost (nothing is compiled per
-# shape, unlike XLA devices).
-_EAGER_DEVICES = ("cpu", "cuda", "xpu", "mps")
-
-
-@contextmanager
-def labelled_positions_only() -> Iterator[None]:
-    """While it lasts, trl's fused LM head projects only the positions that carry a label.
-
-    trl does that only where its Triton kernels run (CUDA, XPU); on other devices it projects every
-    position, prompt and padding included, so that XLA devices see one shape. In eager PyTorch a
-    varying shape costs nothing, and in demonstrations most positions are prompt: the loss, its
-    gradients and the logged metrics are the same, for a fraction of the LM head's work."""
-    from trl.trainer import utils as trl_utils
-
-    original = getattr(trl_utils, "_use_triton", None)
-    if original is None:  # a trl without this switch: its own choice stands
-        yield
-        return
-
-    def compact(device: Any) -> bool:
-        return device.type in _EAGER_DEVICES or bool(original(device))
-
-    trl_utils._use_triton = compact
-    try:
-        yield
-    finally:
-        trl_utils._use_triton = original
 
 
 def _eval_rows(tokenized: TokenizedRef, spec: TrainSpec, total: int) -> Any:
@@ -204,7 +173,7 @@ def fit(
     timer = StepTimer(lambda: counter.real_tokens)
     trainer.add_callback(timer)
     started = time.perf_counter()
-    with labelled_positions_only():
+    with eager_lm_head():
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     elapsed = time.perf_counter() - started
     stats = FitStats.of_trainer(
