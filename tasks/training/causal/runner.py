@@ -32,6 +32,7 @@ from tasks.training.base import (
 )
 from tasks.training.causal.config import CausalMethod, TrainerInputs, load_kwargs
 from tasks.training.causal.lm_head import eager_lm_head
+from tasks.training.causal.padding import right_padding_unmasked
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,10 @@ def fit(
     timer = StepTimer(lambda: counter.real_tokens)
     trainer.add_callback(timer)
     started = time.perf_counter()
-    with eager_lm_head():
+    with (
+        eager_lm_head(),
+        right_padding_unmasked(trainer.model, getattr(trainer, "ref_model", None)),
+    ):
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     elapsed = time.perf_counter() - started
     stats = FitStats.of_trainer(
