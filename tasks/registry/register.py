@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -236,6 +236,35 @@ def _pip_requirements() -> list[str]:
     return pins
 
 
+@contextlib.contextmanager
+def distributions_known_from_trl() -> Iterator[None]:
+    """While it lasts, MLflow's map of installed modules to distributions is the one trl made.
+
+    Logging a model, MLflow checks its pinned requirements against the installed distributions,
+    mapping every installed module to its distribution first (`packages_distributions`: a look at
+    every file every installed distribution lists, 0.2-0.3 s on the main thread). trl builds that
+    same map when it is imported (`trl.import_utils.PACKAGE_DISTRIBUTION_MAPPING`); a causal run
+    has it already. Without trl imported, MLflow builds its own."""
+    import sys
+
+    known = getattr(sys.modules.get("trl.import_utils"), "PACKAGE_DISTRIBUTION_MAPPING", None)
+    if not known:
+        yield
+        return
+    import importlib_metadata
+
+    original = importlib_metadata.packages_distributions
+
+    def from_trl() -> dict[str, list[str]]:
+        return {module: list(dists) for module, dists in known.items()}  # MLflow adds to it
+
+    importlib_metadata.packages_distributions = from_trl
+    try:
+        yield
+    finally:
+        importlib_metadata.packages_distributions = original
+
+
 def log_model_version(
     run_id: str, name: str, train: TrainResult, tags: dict[str, str], description: str
 ) -> str:
@@ -256,7 +285,7 @@ def log_model_version(
         signature = infer_signature(
             ["a request"], ["an answer"], params={"max_new_tokens": 64, "raw": False}
         )
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id), distributions_known_from_trl():
         info = mlflow.pyfunc.log_model(
             name="model",
             signature=signature,
