@@ -173,6 +173,15 @@ def _tokenize(
     return TokenizedRef(str(target), key, stats, False)
 
 
+def _shared_length(a: list[int], b: list[int]) -> int:
+    shared = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        shared += 1
+    return shared
+
+
 def _lm_batch(tokenizer: Any) -> Any:
     """Token ids of `text` (corpus) or `prompt` + `completion` with a completion mask, each
     sequence ending in EOS; the prompt/completion boundary is where the two tokenizations part
@@ -188,11 +197,7 @@ def _lm_batch(tokenizer: Any) -> Any:
         fulls = [x + [eos] for x in tokenizer(joined, verbose=False)["input_ids"]]
         masks = []
         for prompt_ids, full_ids in zip(prompts, fulls, strict=True):
-            shared = 0
-            for a, b in zip(prompt_ids, full_ids, strict=False):
-                if a != b:
-                    break
-                shared += 1
+            shared = _shared_length(prompt_ids, full_ids)
             masks.append([0] * shared + [1] * (len(full_ids) - shared))
         return {
             "input_ids": fulls,
@@ -225,6 +230,46 @@ def _pair_lengths(tokenizer: Any) -> Any:
     return measure
 
 
+PAIR_IDS = ("prompt_ids", "chosen_ids", "rejected_ids")
+
+
+def _pairs(tokenizer: Any) -> Any:
+    """The length statistics' `full_length` (prompt + chosen), and the pairs' token ids as trl's
+    DPO trainer makes them from text rows (`DPOTrainer._prepare_dataset`): EOS written after each
+    answer that does not end with it, prompt + answer tokenized whole, the prompt being what both
+    share with the prompt tokenized alone. Here they are made in batches, once per data
+    fingerprint (and by the run's process ahead), where trl tokenizes row by row at every run;
+    `tasks.training.causal.dpo` hands them to trl after checking one row against trl's own."""
+    measure = _pair_lengths(tokenizer)
+    eos = tokenizer.eos_token
+
+    def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        out = measure(batch)
+        if not eos:
+            return out  # trl's own way then (it needs an EOS token)
+
+        def ended(text: str) -> str:
+            return text if text.endswith(eos) else text + eos
+
+        prompts = batch["prompt"]
+        prompt_ids = tokenizer(prompts, verbose=False)["input_ids"]
+        ids = {}
+        for side in ("chosen", "rejected"):
+            joined = [p + ended(a) for p, a in zip(prompts, batch[side], strict=True)]
+            ids[side] = tokenizer(joined, verbose=False)["input_ids"]
+        rows: dict[str, list[Any]] = {name: [] for name in PAIR_IDS}
+        for prompt, chosen, rejected in zip(
+            prompt_ids, ids["chosen"], ids["rejected"], strict=True
+        ):
+            cut = min(_shared_length(prompt, chosen), _shared_length(prompt, rejected))
+            rows["prompt_ids"].append(prompt[:cut])
+            rows["chosen_ids"].append(chosen[cut:])
+            rows["rejected_ids"].append(rejected[cut:])
+        return {**out, **rows}
+
+    return encode
+
+
 def _tokenize_causal(
     data: DataRef,
     tokenizer: Any,
@@ -234,7 +279,8 @@ def _tokenize_causal(
     key: str,
 ) -> TokenizedRef:
     """Render rows for the method's objective; token ids for language modelling (trl packs
-    them), text plus length statistics for preference and RL trainers (trl tokenizes pairs)."""
+    them), text plus length statistics for reward models and RL trainers (trl tokenizes them),
+    text and trl's pair ids for preference methods."""
     import datasets
     import pandas as pd
 
@@ -244,7 +290,10 @@ def _tokenize_causal(
     with staged(target, replace=False) as tmp:
         for split, path in (("train", data.train_path), ("eval", data.eval_path)):
             frame = pd.read_parquet(path)
-            if objective_name in ("preference", "score"):
+            if objective_name == "preference":
+                rows = render.render_preference(frame)
+                measure = _pairs(tokenizer)
+            elif objective_name == "score":
                 rows = render.render_preference(frame)
                 measure = _pair_lengths(tokenizer)
             elif objective_name == "rl":

@@ -111,10 +111,12 @@ class TrainerInputs:
     load_reference: Callable[[], Any]
 
     def text_pairs(self, columns: tuple[str, ...] = ("prompt", "chosen", "rejected")) -> tuple:
-        """The train and held-out splits reduced to `columns`."""
-        keep = list(columns)
-        held = self.held.select_columns(keep) if self.held is not None else None
-        return self.train.select_columns(keep), held
+        """The train and held-out splits reduced to those of `columns` they have."""
+
+        def kept(split: Any) -> Any:
+            return split.select_columns([c for c in columns if c in split.column_names])
+
+        return kept(self.train), (kept(self.held) if self.held is not None else None)
 
 
 def reference_for(inputs: TrainerInputs) -> Any:
