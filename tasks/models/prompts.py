@@ -100,6 +100,10 @@ def render_lm(frame: pd.DataFrame, fmt: str, tokenizer: Any, template: str) -> p
     return pd.DataFrame({"prompt": prompts, "completion": completions})
 
 
+# The token-id columns of a preference pair, as trl's DPO trainer names them.
+PAIR_IDS = ("prompt_ids", "chosen_ids", "rejected_ids")
+
+
 def render_preference(frame: pd.DataFrame) -> pd.DataFrame:
     """`{prompt, chosen, rejected}` rows; the implicit form's prompt is the shared prefix."""
     chosen = [_text(c) for c in frame["chosen"]]

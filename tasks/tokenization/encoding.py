@@ -230,9 +230,6 @@ def _pair_lengths(tokenizer: Any) -> Any:
     return measure
 
 
-PAIR_IDS = ("prompt_ids", "chosen_ids", "rejected_ids")
-
-
 def _pairs(tokenizer: Any) -> Any:
     """The length statistics' `full_length` (prompt + chosen), and the pairs' token ids as trl's
     DPO trainer makes them from text rows (`DPOTrainer._prepare_dataset`): EOS written after each
@@ -240,6 +237,8 @@ def _pairs(tokenizer: Any) -> Any:
     share with the prompt tokenized alone. Here they are made in batches, once per data
     fingerprint (and by the run's process ahead), where trl tokenizes row by row at every run;
     `tasks.training.causal.dpo` hands them to trl after checking one row against trl's own."""
+    from tasks.models.prompts import PAIR_IDS
+
     measure = _pair_lengths(tokenizer)
     eos = tokenizer.eos_token
 
@@ -257,7 +256,7 @@ def _pairs(tokenizer: Any) -> Any:
         for side in ("chosen", "rejected"):
             joined = [p + ended(a) for p, a in zip(prompts, batch[side], strict=True)]
             ids[side] = tokenizer(joined, verbose=False)["input_ids"]
-        rows: dict[str, list[Any]] = {name: [] for name in PAIR_IDS}
+        rows: dict[str, list[Any]] = {name: [] for name in PAIR_IDS}  # trl's column names
         for prompt, chosen, rejected in zip(
             prompt_ids, ids["chosen"], ids["rejected"], strict=True
         ):

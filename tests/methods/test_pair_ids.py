@@ -13,7 +13,8 @@ from trl import DPOTrainer
 
 from tasks.data.load import load
 from tasks.models.base import BaseModelSpec
-from tasks.tokenization.encoding import PAIR_IDS, TokenizeSpec, load_split, tokenize
+from tasks.models.prompts import PAIR_IDS
+from tasks.tokenization.encoding import TokenizeSpec, load_split, tokenize
 from tasks.training import METHODS
 from tasks.training.base import TrainSpec
 from tasks.training.causal.runner import load_tokenizer, make_trainer, prepare_model

@@ -9,7 +9,6 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from tasks.tokenization.encoding import PAIR_IDS
 from tasks.training.base import MethodSpec
 from tasks.training.causal.config import (
     CausalMethod,
@@ -37,6 +36,8 @@ class DpoMethod(CausalMethod):
 
 def trainer(inputs: TrainerInputs) -> Any:
     from trl import DPOConfig, DPOTrainer
+
+    from tasks.models.prompts import PAIR_IDS
 
     method: DpoMethod = inputs.method
     train, held = inputs.text_pairs((*TEXT_COLUMNS, *PAIR_IDS))
@@ -108,6 +109,8 @@ def pretokenized_pairs_trainer(base: type) -> type:
     `max_length`); when they are absent or differ (another trl's way of making them), trl
     tokenizes the text as it comes."""
     from datasets import Dataset
+
+    from tasks.models.prompts import PAIR_IDS
 
     class PretokenizedPairsDPOTrainer(base):  # type: ignore[misc, valid-type]
         def _prepare_dataset(
