@@ -30,6 +30,7 @@ from tasks.core.errors import TunelineError, first_line
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 DEFAULT_STARTUP_TIMEOUT = 180
 HEALTH_TIMEOUT = 30.0  # a real server on a busy machine can be slow to answer, not dead
+HEALTH_PATIENCE = 120.0  # how long such a server is asked again before the run gives up
 log = logging.getLogger("tuneline.prefect")
 
 
@@ -62,23 +63,39 @@ def configured_api_url() -> str | None:
     return str(url).rstrip("/") if url else None
 
 
-def check_api(url: str) -> None:
-    """Raise `PrefectUnavailable` unless the Prefect API at `url` answers its health check."""
+def check_api(url: str, patience: float = HEALTH_PATIENCE) -> None:
+    """Raise `PrefectUnavailable` unless the Prefect API at `url` answers its health check.
+
+    Nothing listening there fails at once. A server that accepts the connection but is slow to
+    answer (its machine busy: the health check timed out) is asked again until `patience`
+    seconds have passed, with a warning, before the run gives up on it."""
     import httpx
 
-    try:
-        response = httpx.get(f"{url}/health", timeout=HEALTH_TIMEOUT)
-    except httpx.HTTPError as exc:
-        raise PrefectUnavailable(
-            f"the Prefect API at PREFECT_API_URL={url} does not answer ({first_line(exc)}): "
-            "start that server (prefect server start) or fix PREFECT_API_URL; unset it to let "
-            "tuneline start a temporary local one"
-        ) from None
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            response = httpx.get(f"{url}/health", timeout=HEALTH_TIMEOUT)
+            break
+        except httpx.TimeoutException as exc:
+            if time.monotonic() + HEALTH_TIMEOUT > deadline:
+                failure = f"{first_line(exc) or 'timed out'}; still none after {patience:.0f} s"
+                raise _not_answering(url, failure) from None
+            log.warning("the Prefect API at %s is slow to answer; asking again", url)
+        except httpx.HTTPError as exc:
+            raise _not_answering(url, first_line(exc)) from None
     if response.status_code != 200:
         raise PrefectUnavailable(
             f"the Prefect API at PREFECT_API_URL={url} answered HTTP {response.status_code} to "
             "/health: set PREFECT_API_URL to the server's API address (ending in /api)"
         )
+
+
+def _not_answering(url: str, failure: str) -> PrefectUnavailable:
+    return PrefectUnavailable(
+        f"the Prefect API at PREFECT_API_URL={url} does not answer ({failure}): "
+        "start that server (prefect server start) or fix PREFECT_API_URL; unset it to let "
+        "tuneline start a temporary local one"
+    )
 
 
 @dataclass
