@@ -5,12 +5,15 @@ example attending only to itself) by default."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 from pydantic import Field
 
 from tasks.training.base import MethodSpec
 from tasks.training.causal.config import CausalMethod, TrainerInputs, build_lm
+
+log = logging.getLogger(__name__)
 
 ALPACA_TEMPLATE = (
     "Below is an instruction that describes a task{input_clause}. Write a response that "
@@ -73,7 +76,7 @@ def lm_trainer(inputs: TrainerInputs) -> Any:
         packing_strategy="bfd_split" if method.name == "pretrain" else "bfd",
         completion_only_loss=bool(getattr(method, "completion_only_loss", False)),
     )
-    return device_metrics_trainer(SFTTrainer)(
+    return batched_preparation_trainer(device_metrics_trainer(SFTTrainer))(
         model=inputs.model,
         args=args,
         train_dataset=_lm_columns(inputs.train),
@@ -81,6 +84,114 @@ def lm_trainer(inputs: TrainerInputs) -> Any:
         processing_class=inputs.tokenizer,
         callbacks=inputs.callbacks,
     )
+
+
+def _labels_within(max_length: int, masked: bool) -> Any:
+    """trl's label building and truncation of tokenized demonstrations, a batch at a time: a
+    label per token (-100 where `completion_mask` is 0 when `masked`), both columns cut to the
+    first `max_length` tokens."""
+
+    def prepare(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        ids = batch["input_ids"]
+        if masked:
+            labels = [
+                [t if m else -100 for t, m in zip(row, mask, strict=False)]
+                for row, mask in zip(ids, batch["completion_mask"], strict=True)
+            ]
+        else:
+            labels = [list(row) for row in ids]
+        return {
+            "input_ids": [row[:max_length] for row in ids],
+            "labels": [row[:max_length] for row in labels],
+        }
+
+    return prepare
+
+
+def _labelled(labels: list[int]) -> bool:
+    return any(x != -100 for x in labels)
+
+
+def _first_labelled(rows: Any, batch: int = 1000) -> int | None:
+    """The index of the first row with a label (read a batch at a time), None without one."""
+    for start in range(0, len(rows), batch):
+        for offset, labels in enumerate(rows[start : start + batch]["labels"]):
+            if _labelled(labels):
+                return start + offset
+    return None
+
+
+def batched_preparation_trainer(base: type) -> type:
+    """trl's `SFTTrainer` (`base`) that prepares tokenized demonstrations in batches.
+
+    Given token ids, trl builds their labels, truncates them and drops rows left without a label
+    in three passes of one Python call per row, at every run (0.18 s for 1,000 rows here, minutes
+    for large data). This trainer does the same in batches, checking the first row against trl's
+    own preparation; anything else (packing, a corpus of text, assistant masks, another
+    truncation side, a shuffle, a row that disagrees) is prepared by trl as it comes."""
+    from datasets import Dataset
+
+    class BatchedPreparationSFTTrainer(base):  # type: ignore[misc, valid-type]
+        completion_only_loss: bool  # trl's, set in its __init__
+
+        def _prepare_dataset(
+            self,
+            dataset: Any,
+            processing_class: Any,
+            args: Any,
+            packing: bool,
+            formatting_func: Any,
+            dataset_name: str,
+        ) -> Any:
+            def trls(rows: Any) -> Any:
+                return super(BatchedPreparationSFTTrainer, self)._prepare_dataset(
+                    rows, processing_class, args, packing, formatting_func, dataset_name
+                )
+
+            columns = set(getattr(dataset, "column_names", None) or ())
+            if (
+                packing
+                or formatting_func is not None
+                or not isinstance(dataset, Dataset)
+                or not len(dataset)
+                or "input_ids" not in columns
+                or not columns <= {"input_ids", "completion_mask"}
+                or args.max_length is None
+                or args.truncation_mode != "keep_start"
+                or args.shuffle_dataset
+            ):
+                return trls(dataset)
+            masked = bool(self.completion_only_loss) and "completion_mask" in columns
+            labelled = dataset.map(
+                _labels_within(args.max_length, masked),
+                batched=True,
+                remove_columns=["completion_mask"] if masked else None,  # as trl: kept unused
+                num_proc=args.dataset_num_proc,
+                desc=f"Labelling and truncating {dataset_name} dataset",
+            )
+            prepared = labelled.filter(
+                lambda batch: [_labelled(row) for row in batch["labels"]],
+                batched=True,
+                num_proc=args.dataset_num_proc,
+                desc=f"Dropping fully masked examples from {dataset_name} dataset",
+            )
+            # trl's own preparation of the first row kept, to compare with ours
+            first = _first_labelled(labelled)
+            probe = trls(dataset.select([first])) if first is not None else None
+            same = (
+                probe is not None
+                and len(probe) == 1
+                and probe.column_names == prepared.column_names
+                and probe[0] == prepared[0]
+            )
+            if not same:
+                log.info(
+                    "the batched preparation differs from trl's: trl prepares %s", dataset_name
+                )
+                return trls(dataset)
+            return prepared
+
+    return BatchedPreparationSFTTrainer
 
 
 def device_metrics_trainer(base: type) -> type:
