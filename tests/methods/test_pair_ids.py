@@ -78,3 +78,23 @@ def test_ids_that_differ_from_trls_give_way_to_trls(
     assert "differ from trl's" in caplog.text
     theirs = _trls(trainer, split, tokenizer)
     assert prepared["chosen_ids"] == theirs["chosen_ids"]
+
+
+def test_a_first_pair_trl_drops_does_not_stop_the_check(
+    tiny_causal_lm: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    trainer, split, tokenizer = _trainer(tiny_causal_lm, tmp_path, 40)
+    long = [i for i, ids in enumerate(split["prompt_ids"]) if len(ids) >= 40]
+    assert long, "no prompt fills max_length: the case tests nothing"
+    rows = split.select([long[0], *(i for i in range(len(split)) if i != long[0])])
+    caplog.set_level(logging.INFO, logger="tasks.training.causal.dpo")
+    prepared = trainer._prepare_dataset(
+        rows.select_columns(["prompt", "chosen", "rejected", *PAIR_IDS]),
+        tokenizer,
+        trainer.args,
+        "train",
+    )
+    assert "differ" not in caplog.text
+    theirs = _trls(trainer, rows, tokenizer)
+    for column in PAIR_IDS:
+        assert prepared[column] == theirs[column], column

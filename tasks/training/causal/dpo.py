@@ -98,6 +98,16 @@ def held_out_reference_trainer(base: type) -> type:
     return HeldOutReferenceDPOTrainer
 
 
+def _first_kept(pairs: Any, limit: int | None, batch: int = 1000) -> int | None:
+    """The index of the first pair whose prompt is shorter than `limit` (any pair without one),
+    read a batch at a time; None when there is none."""
+    for start in range(0, len(pairs), batch):
+        for offset, ids in enumerate(pairs[start : start + batch]["prompt_ids"]):
+            if limit is None or len(ids) < limit:
+                return start + offset
+    return None
+
+
 def pretokenized_pairs_trainer(base: type) -> type:
     """trl's `DPOTrainer` (`base`) that takes the pairs' token ids tuneline's tokenization made.
 
@@ -105,7 +115,7 @@ def pretokenized_pairs_trainer(base: type) -> type:
     for 1,000 pairs on a small machine, minutes for large data). The tokenization stage has made
     the same ids already, in batches, once per data fingerprint, often in the run's process ahead
     (`tasks.tokenization.encoding._pairs`). This trainer checks them against trl's own on the first
-    row and then keeps them, applying trl's last step (dropping pairs whose prompt alone fills
+    pair trl keeps and then keeps them, applying trl's last step (dropping pairs whose prompt alone fills
     `max_length`); when they are absent or differ (another trl's way of making them), trl
     tokenizes the text as it comes."""
     from datasets import Dataset
@@ -121,18 +131,24 @@ def pretokenized_pairs_trainer(base: type) -> type:
                     rows, processing_class, args, dataset_name
                 )
 
-            present = [c for c in PAIR_IDS if c in dataset.column_names]
+            columns = getattr(dataset, "column_names", None) or ()
+            present = [c for c in PAIR_IDS if c in columns]
             if len(present) < len(PAIR_IDS) or not isinstance(dataset, Dataset) or not len(dataset):
                 return trls(dataset.remove_columns(present) if present else dataset)
+            limit = args.max_length if args.truncation_mode == "keep_start" else None
+            first = _first_kept(dataset, limit)
             text = dataset.remove_columns(list(PAIR_IDS))
-            probe = trls(text.select(range(1)))
-            first = dataset[0]
-            if len(probe) != 1 or any(probe[0][c] != first[c] for c in PAIR_IDS):
+            # trl's own preparation of the first pair it keeps, to compare with ours
+            probe = trls(text.select([first])) if first is not None else None
+            if (
+                probe is None
+                or len(probe) != 1
+                or any(probe[0][c] != dataset[first][c] for c in PAIR_IDS)
+            ):
                 log.info("the tokenized pairs differ from trl's: trl tokenizes %s", dataset_name)
                 return trls(text)
-            if args.max_length is None or args.truncation_mode != "keep_start":
+            if limit is None:
                 return dataset
-            limit = args.max_length
             return dataset.filter(
                 lambda row: len(row["prompt_ids"]) < limit,
                 num_proc=args.dataset_num_proc,
