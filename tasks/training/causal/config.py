@@ -119,6 +119,18 @@ class TrainerInputs:
         return kept(self.train), (kept(self.held) if self.held is not None else None)
 
 
+def first_row(
+    rows: Any, column: str, keeps: Callable[[Any], bool], batch: int = 1000
+) -> int | None:
+    """The index of the first row whose `column` value `keeps`, read a batch at a time (a large
+    dataset's column is never held whole); None when there is none."""
+    for start in range(0, len(rows), batch):
+        for offset, value in enumerate(rows[start : start + batch][column]):
+            if keeps(value):
+                return start + offset
+    return None
+
+
 def reference_for(inputs: TrainerInputs) -> Any:
     """The frozen reference a preference method compares against: None for a LoRA adapter (the
     base with the adapter switched off), a frozen copy of the base for full weights."""

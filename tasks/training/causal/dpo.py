@@ -15,6 +15,7 @@ from tasks.training.causal.config import (
     TrainerInputs,
     base_as_reference,
     build_lm,
+    first_row,
     reference_for,
 )
 
@@ -98,16 +99,6 @@ def held_out_reference_trainer(base: type) -> type:
     return HeldOutReferenceDPOTrainer
 
 
-def _first_kept(pairs: Any, limit: int | None, batch: int = 1000) -> int | None:
-    """The index of the first pair whose prompt is shorter than `limit` (any pair without one),
-    read a batch at a time; None when there is none."""
-    for start in range(0, len(pairs), batch):
-        for offset, ids in enumerate(pairs[start : start + batch]["prompt_ids"]):
-            if limit is None or len(ids) < limit:
-                return start + offset
-    return None
-
-
 def pretokenized_pairs_trainer(base: type) -> type:
     """trl's `DPOTrainer` (`base`) that takes the pairs' token ids tuneline's tokenization made.
 
@@ -136,7 +127,7 @@ def pretokenized_pairs_trainer(base: type) -> type:
             if len(present) < len(PAIR_IDS) or not isinstance(dataset, Dataset) or not len(dataset):
                 return trls(dataset.remove_columns(present) if present else dataset)
             limit = args.max_length if args.truncation_mode == "keep_start" else None
-            first = _first_kept(dataset, limit)
+            first = first_row(dataset, "prompt_ids", lambda ids: limit is None or len(ids) < limit)
             text = dataset.remove_columns(list(PAIR_IDS))
             # trl's own preparation of the first pair it keeps, to compare with ours
             probe = trls(text.select([first])) if first is not None else None

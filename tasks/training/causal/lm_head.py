@@ -22,8 +22,8 @@ and folds it again. Two things change here, neither what is computed:
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 # Whole logits up to this many elements ([positions, vocab]; 32 MB in float32): the forward and
@@ -37,28 +37,34 @@ _EAGER_DEVICES = ("cpu", "cuda", "xpu", "mps")
 
 
 @contextmanager
-def labelled_positions_only() -> Iterator[None]:
+def _in_trl_utils(name: str, replacement: Callable[[Any], Any]) -> Iterator[None]:
+    """While it lasts, trl's fused-head module (`trl.trainer.utils`) holds
+    `replacement(original)` as `name`; a trl without `name` keeps its own behaviour."""
+    from trl.trainer import utils as trl_utils
+
+    original = getattr(trl_utils, name, None)
+    if original is None:
+        yield
+        return
+    setattr(trl_utils, name, replacement(original))
+    try:
+        yield
+    finally:
+        setattr(trl_utils, name, original)
+
+
+def labelled_positions_only() -> AbstractContextManager[None]:
     """While it lasts, trl's fused LM head projects only the positions that carry a label.
 
     trl does that only where its Triton kernels run (CUDA, XPU); on other devices it projects every
     position, prompt and padding included, so that XLA devices see one shape. In eager PyTorch a
     varying shape costs nothing, and in demonstrations most positions are prompt: the loss, its
     gradients and the logged metrics are the same, for a fraction of the LM head's work."""
-    from trl.trainer import utils as trl_utils
 
-    original = getattr(trl_utils, "_use_triton", None)
-    if original is None:  # a trl without this switch: its own choice stands
-        yield
-        return
+    def compact(original: Callable[[Any], bool]) -> Callable[[Any], bool]:
+        return lambda device: device.type in _EAGER_DEVICES or bool(original(device))
 
-    def compact(device: Any) -> bool:
-        return device.type in _EAGER_DEVICES or bool(original(device))
-
-    trl_utils._use_triton = compact
-    try:
-        yield
-    finally:
-        trl_utils._use_triton = original
+    return _in_trl_utils("_use_triton", compact)
 
 
 @functools.cache
@@ -217,21 +223,10 @@ class _WholeOrChunked:
         )
 
 
-@contextmanager
-def whole_logits_when_small() -> Iterator[None]:
+def whole_logits_when_small() -> AbstractContextManager[None]:
     """While it lasts, trl's fused LM head computes small logits whole on CPU (see the module
-    docstring); a trl without that function keeps its own."""
-    from trl.trainer import utils as trl_utils
-
-    chunked = getattr(trl_utils, "_ChunkedLogProbFunction", None)
-    if chunked is None or not hasattr(chunked, "apply"):
-        yield
-        return
-    trl_utils._ChunkedLogProbFunction = _WholeOrChunked(chunked)  # type: ignore[misc, assignment]
-    try:
-        yield
-    finally:
-        trl_utils._ChunkedLogProbFunction = chunked  # type: ignore[misc]
+    docstring)."""
+    return _in_trl_utils("_ChunkedLogProbFunction", _WholeOrChunked)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from tasks.training.base import MethodSpec
-from tasks.training.causal.config import CausalMethod, TrainerInputs, build_lm
+from tasks.training.causal.config import CausalMethod, TrainerInputs, build_lm, first_row
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +112,6 @@ def _labelled(labels: list[int]) -> bool:
     return any(x != -100 for x in labels)
 
 
-def _first_labelled(rows: Any, batch: int = 1000) -> int | None:
-    """The index of the first row with a label (read a batch at a time), None without one."""
-    for start in range(0, len(rows), batch):
-        for offset, labels in enumerate(rows[start : start + batch]["labels"]):
-            if _labelled(labels):
-                return start + offset
-    return None
-
-
 def batched_preparation_trainer(base: type) -> type:
     """trl's `SFTTrainer` (`base`) that prepares tokenized demonstrations in batches.
 
@@ -176,7 +167,7 @@ def batched_preparation_trainer(base: type) -> type:
                 desc=f"Dropping fully masked examples from {dataset_name} dataset",
             )
             # trl's own preparation of the first row kept, to compare with ours
-            first = _first_labelled(labelled)
+            first = first_row(labelled, "labels", _labelled)
             probe = trls(dataset.select([first])) if first is not None else None
             same = (
                 probe is not None
