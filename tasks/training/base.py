@@ -234,7 +234,8 @@ def threads_for(cores: int, others_busy: float, current: int) -> int:
 class LoadWindow:
     """How busy the machine's other work keeps its cores, measured from this object's creation
     to `others_busy()` (at least `shortest` seconds: it sleeps for the rest). Created when
-    training starts to load its model, it measures over the load instead of over a wait.
+    training starts to load its model and read once the trainer is built, it measures over that
+    work instead of over a wait.
 
     Niced work does not count: it yields its core to training (tuneline's own work done ahead,
     `tasks.core.ahead`, runs niced)."""
@@ -466,6 +467,7 @@ class FitStats:
     loop_seconds: float | None = None
     # Building the trainer before `train()` (trl preparing the data, for one)
     build_seconds: float | None = None
+    torch_threads: int | None = None  # PyTorch's threads while it trained, when fit chose them
 
     @classmethod
     def of_trainer(

@@ -5,6 +5,7 @@ work as for the encoders (`tasks.training.checkpoints`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -153,7 +154,11 @@ def fit(
     max_length: int,
     base: BaseModelSpec,
     checkpoint_dir: Path | None = None,
+    load: LoadWindow | None = None,
 ) -> FitStats:
+    """Build the method's trainer and train. With `load` (the machine's load, measured since the
+    model began loading), PyTorch trains with one thread per core that load leaves free: the
+    measurement ends once the trainer is built, instead of in a wait before it."""
     from transformers.trainer_callback import PrinterCallback
 
     from tasks.training.warmup import StepTimer
@@ -175,6 +180,7 @@ def fit(
     trainer.add_callback(timer)
     started = time.perf_counter()
     with (
+        threads_for_the_load(load) if load is not None else contextlib.nullcontext(0) as threads,
         eager_lm_head(),
         right_padding_unmasked(trainer.model, getattr(trainer, "ref_model", None)),
     ):
@@ -189,7 +195,7 @@ def fit(
         timer.figures(),
         curves=("loss", "eval_loss", "reward"),
     )
-    return replace(stats, build_seconds=built)
+    return replace(stats, build_seconds=built, torch_threads=threads or None)
 
 
 def prompt_style(data_format: str) -> str:
@@ -217,9 +223,18 @@ def train_causal(
     if spec.gradient_checkpointing and method.weights == "lora":
         model.enable_input_require_grads()  # activations must carry grads into the adapter
     trainable, total = count_parameters(model)
-    with threads_for_the_load(load) as threads, PeakMemory() as memory:
+    with PeakMemory() as memory:
         stats = fit(
-            model, tokenizer, tokenized, method, spec, out_dir, max_length, base, checkpoint_dir
+            model,
+            tokenizer,
+            tokenized,
+            method,
+            spec,
+            out_dir,
+            max_length,
+            base,
+            checkpoint_dir,
+            load,
         )
     kind = "adapter" if method.weights == "lora" else "weights"
     manifest = {
@@ -251,7 +266,7 @@ def train_causal(
         stats,
         memory,
         quantized_4bit=quantized,
-        torch_threads=float(threads),
+        torch_threads=float(stats.torch_threads or 0),
     )
 
 
