@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 
 from flows.recipe import Recipe
-from tasks.core import allocator, settings
+from tasks.core import settings
 from tasks.core.ahead import ahead
 from tasks.data.load import expand_source, is_url, load
 
@@ -46,7 +46,6 @@ def _fill_caches(recipe: Recipe) -> None:
     from tasks.tokenization.encoding import tokenize
 
     torch.set_num_threads(1)  # the flow's own work has the other core
-    allocator.reuse_freed_memory()  # the base model's generation, as in the flow's process
     data = load(recipe.data, recipe.train.seed)
     tokenized = tokenize(data, recipe.base_model, recipe.tokenize, recipe.method)
     if recipe.task != "causal-lm" or torch.cuda.is_available() or torch.backends.mps.is_available():

@@ -448,10 +448,8 @@ def measure_warmup(
     import tempfile
     from pathlib import Path
 
-    from tasks.core import allocator
     from tasks.training.base import PeakMemory, count_parameters, total_steps
 
-    allocator.reuse_freed_memory()  # as training will: the steps' timings are training's
     steps = total_steps(int(tokenized.stats.get("count", 0)), spec)
     short = warmup_spec(spec)
     with tempfile.TemporaryDirectory(prefix="tuneline-plan-") as scratch:

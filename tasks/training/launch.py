@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tasks.core import allocator, collector
+from tasks.core import collector
 from tasks.core.errors import TunelineError
 from tasks.models.base import BaseModelSpec
 from tasks.tokenization.encoding import TokenizedRef
@@ -135,8 +135,6 @@ def train_here(
 ) -> TrainResult:
     """Train in this process: `train_causal` or `train_classifier`, by the method's family."""
     from tasks.training import is_causal
-
-    allocator.reuse_freed_memory()  # the steps' tensors: no page faults at every step
 
     if is_causal(method.name):
         from tasks.training.causal.runner import train_causal
