@@ -5,7 +5,9 @@ seconds of one core), the machine's other core has nothing to do. A process fork
 the flow starts fills the caches the next stages read, in the order they read them: the
 tokenized data, then on a CPU-only machine the base model's side of the evaluation (loaded and
 prompted before training, as the evaluation stage would after it). The stages then find their
-work done, or wait on the cache's lock for the process doing it (`tasks.core.ahead`).
+work done, or wait on the cache's lock for the process doing it (`tasks.core.ahead`). If it
+still runs when training begins (the base model's answers on a busy machine, say), training
+stops it and takes every core; the evaluation stage then computes what it had not finished.
 
 Nothing is decided ahead: the contract still gates training, and a contract that fails ends the
 run (and the forked process) as before. On a GPU the base model is not loaded ahead: the device

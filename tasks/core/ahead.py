@@ -9,10 +9,14 @@ cache's lock for the process that is doing it.
 The forked process writes only through the cache (staged folders, file locks), so killing it
 leaves nothing that looks complete, and a failure there only means the stage does the work
 itself, reporting any problem in its usual words: its output goes nowhere. It is forked before
-the command starts any thread, runs none of the command's exit handlers, runs niced (where the
-command's own work needs every core, training's threads, the work ahead yields), and is stopped
-when the command's work ends, or when the command is gone (killed). On a one-core machine
-nothing goes ahead: there is no core to spare."""
+the command starts any thread, runs none of the command's exit handlers, and is stopped when the
+command's work ends, when the command is gone (killed), or when training begins
+(`end_work_ahead`): training wants every core, and what the process had not finished is done by
+the stage that reads it. It runs at the command's own priority: the command's stages wait for it
+on the cache's locks, so a lower one would let other jobs on a busy machine starve it while the
+command waits (niced, it got a tenth of a core beside two busy loops, and a run waited 16 s for
+the base model's answers it was computing). On a one-core machine nothing goes ahead: there is
+no core to spare."""
 
 from __future__ import annotations
 
@@ -70,7 +74,6 @@ def _fork(work: Callable[[], None]) -> int:
         sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - until os._exit
         signal.signal(signal.SIGTERM, _leave_on_term)
         _end_with(parent)
-        os.nice(10)  # work ahead of need yields to the command's own (training's threads)
         work()
         code = 0
     except BaseException:  # noqa: BLE001, S110 - the stage does the work itself and reports
@@ -94,14 +97,34 @@ def _end(pid: int, grace: float = 5.0) -> None:
         os.waitpid(pid, 0)
 
 
+_running: set[int] = set()  # this process's work ahead, not yet reaped
+
+
 @contextlib.contextmanager
 def ahead(work: Callable[[], None], wanted: bool = True) -> Iterator[int | None]:
     """Run `work` in a forked process while the block runs (when `wanted` and a core is spare);
     yields its process id (None when nothing went ahead). The process is stopped, if it still
-    runs, and reaped when the block ends."""
+    runs, and reaped when the block ends (or before, by `end_work_ahead`)."""
     pid = _fork(work) if wanted and spare_core() else None
+    if pid is not None:
+        _running.add(pid)
     try:
         yield pid
     finally:
-        if pid is not None:
+        if pid in _running:
+            _running.discard(pid)
             _end(pid)
+
+
+def end_work_ahead() -> int:
+    """Stop and reap, now, this process's work ahead that still runs: what it had not finished
+    (its staged folders removed, its locks released) is done by the stage that reads it. Returns
+    how many processes were still running."""
+    ended = 0
+    for pid in sorted(_running):
+        _running.discard(pid)
+        with contextlib.suppress(ChildProcessError):
+            if not os.waitpid(pid, os.WNOHANG)[0]:
+                ended += 1
+                _end(pid)
+    return ended

@@ -237,8 +237,8 @@ class LoadWindow:
     training starts to load its model and read once the trainer is built, it measures over that
     work instead of over a wait.
 
-    Niced work does not count: it yields its core to training (tuneline's own work done ahead,
-    `tasks.core.ahead`, runs niced)."""
+    Niced work does not count: it yields its core to training. (tuneline's own work done ahead
+    is stopped before training starts: `tasks.core.ahead.end_work_ahead`.)"""
 
     def __init__(self, shortest: float = 0.25) -> None:
         import psutil

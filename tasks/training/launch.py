@@ -9,6 +9,7 @@ the task's process, so they happen once.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -18,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tasks.core import collector
+from tasks.core import ahead, collector
 from tasks.core.errors import TunelineError
 from tasks.models.base import BaseModelSpec
 from tasks.tokenization.encoding import TokenizedRef
@@ -29,6 +30,7 @@ LAUNCH_LOG = "launch.log"
 # The value of `base_model.token_secret` for the training processes: their environment, not the
 # job file, carries it.
 TOKEN_ENV = "TUNELINE_BASE_MODEL_TOKEN"
+log = logging.getLogger(__name__)
 
 
 def job(
@@ -175,6 +177,8 @@ def train(
     **extra: Any,
 ) -> TrainResult:
     """Train in this process, or across `train.distributed.processes` under accelerate."""
+    if ahead.end_work_ahead():  # training wants every core; the stages finish what it had not
+        log.info("work ahead still running when training began: stopped")
     if spec.distributed.processes <= 1:
         # the trained model, optimiser and trainer go before evaluation's models come
         with collector.releasing():

@@ -5,6 +5,7 @@ generates (or scores) exactly as the trained model does."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,46 @@ def test_train_causal_reports_its_figures(tiny_causal_lm: Path, tmp_path: Path) 
     assert manifest["prompt_style"] == "chat" and manifest["objective"] == "lm"
     assert (Path(result.path) / "base" / "config.json").is_file(), "a local base travels along"
     assert not list(tmp_path.glob(".*partial")), "staging folder left behind"
+
+
+def test_training_stops_the_work_ahead_first(tiny_causal_lm: Path, tmp_path: Path) -> None:
+    """Work ahead still running when training begins (the base model's answers on a busy
+    machine) is stopped before the steps: training takes every core, and no stage later waits
+    on a process other jobs starve. Its cleanup runs; the stage that reads its cache does the
+    rest."""
+    import time
+
+    from tasks.core.ahead import ahead
+    from tasks.training.launch import train
+
+    base = BaseModelSpec(path=str(tiny_causal_lm))
+    method = METHODS["sft"].config(weights="lora", r=4, packing=False)
+    data = load(data_spec("chat", "chat"))
+    tok = tokenize(data, base, TokenizeSpec(max_length=96), method)
+    started, stopped = tmp_path / "started", tmp_path / "stopped"
+
+    def work() -> None:
+        try:
+            started.touch()
+            time.sleep(120)
+        finally:
+            stopped.write_text(str(time.time()))
+
+    with ahead(work) as pid:
+        assert pid is not None
+        deadline = time.monotonic() + 20
+        while not started.exists():
+            assert time.monotonic() < deadline, "the work ahead never started"
+            time.sleep(0.02)
+        began = time.time()
+        result = train(
+            tok, base, method, SPEC, tmp_path / "out", None, data_format=data.format, max_length=96
+        )
+        assert stopped.exists(), "training ran beside the work ahead"  # it slept for 120 s
+        assert float(stopped.read_text()) >= began
+        with pytest.raises(ChildProcessError):  # reaped by training, not left to the block
+            os.waitpid(pid, os.WNOHANG)
+    assert result.steps == 3
 
 
 def test_labelled_positions_only_changes_cost_not_results(tiny_causal_lm: Path) -> None:

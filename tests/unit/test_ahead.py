@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.ahead import ahead
+from tasks.core.ahead import ahead, end_work_ahead
 from tests.conftest import REPO
 
 
@@ -23,7 +23,7 @@ def _wait_for(path: Path, timeout: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-def test_work_runs_niced_in_another_process_and_says_nothing(
+def test_work_runs_in_another_process_at_the_commands_priority_and_says_nothing(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     done = tmp_path / "done"
@@ -36,7 +36,8 @@ def test_work_runs_niced_in_another_process_and_says_nothing(
     with ahead(work) as pid:
         assert pid is not None and pid != os.getpid()
         _wait_for(done)
-    assert done.read_text() == f"{pid} {os.nice(0) + 10}"  # niced: it yields to the command
+    # not niced: the command's stages wait for it, and other jobs must not starve it meanwhile
+    assert done.read_text() == f"{pid} {os.nice(0)}"
     with pytest.raises(ChildProcessError):  # reaped: no zombie left
         os.waitpid(pid, os.WNOHANG)
     out, err = capfd.readouterr()
@@ -58,6 +59,31 @@ def test_unfinished_work_is_stopped_and_cleans_up(tmp_path: Path) -> None:
         _wait_for(started)
     assert time.monotonic() - began < 20
     assert cleaned.exists()
+
+
+def test_work_still_running_is_stopped_when_asked_and_cleans_up(tmp_path: Path) -> None:
+    """What training does first (`end_work_ahead`): the work stops now, its cleanup runs, and the
+    block's end leaves the reaped process alone."""
+    started, cleaned = tmp_path / "started", tmp_path / "cleaned"
+
+    def work() -> None:
+        try:
+            started.touch()
+            time.sleep(60)
+        finally:
+            cleaned.touch()
+
+    with ahead(work) as pid:
+        _wait_for(started)
+        assert end_work_ahead() == 1
+        assert cleaned.exists()
+        assert not _alive(pid)
+        assert end_work_ahead() == 0  # nothing left to stop
+    with ahead(lambda: None) as pid:  # finished before it was asked: reaped, not counted
+        time.sleep(0.5)
+        assert end_work_ahead() == 0
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def test_failing_work_is_not_the_commands_error(tmp_path: Path) -> None:

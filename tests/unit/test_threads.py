@@ -62,7 +62,7 @@ def test_busy_cores_leave_niced_and_idle_time_out() -> None:
 
 
 def test_niced_work_leaves_the_cores_to_training() -> None:
-    """Work done ahead runs niced (tasks.core.ahead): it yields, so it does not count as load."""
+    """Niced work (another user's batch job, say) yields its core, so it does not count as load."""
     cores = len(os.sched_getaffinity(0))
     quiet = LoadWindow(shortest=1.0).others_busy()
     if quiet > cores - 0.75:
