@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tasks.core import settings
 from tasks.core.errors import TunelineError, first_line
 
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
@@ -135,7 +136,7 @@ def _launch() -> _Server:
         prefix="tuneline-prefect-server-", suffix=".log", delete=False
     )
     env = {
-        **os.environ,
+        **settings.environment(),
         "PREFECT_UI_ENABLED": "0",
         "PREFECT__SERVER_EPHEMERAL": "1",
         "PREFECT__SERVER_FINAL": "1",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
@@ -31,3 +32,36 @@ def test_remembered_values_and_log_records_are_masked() -> None:
     assert record.getMessage() == f"token {MASK}"
     remember("ab")  # too short to mask safely: ignored
     assert redact("about") == "about"
+
+
+def test_masking_survives_a_thread_changing_the_environment() -> None:
+    """MLflow's telemetry sets and removes a variable from a thread of its own; reading the
+    environment to mask secrets (every log line) raised KeyError when a name listed first was
+    gone when its value was read, and a run failed at its tracking start."""
+    import threading
+    import time
+
+    from tasks.core import settings
+    from tasks.core.secrets import redact, secret_names
+
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            os.environ["_TUNELINE_TEST_SESSION_ID"] = "a value long enough"
+            os.environ.pop("_TUNELINE_TEST_SESSION_ID", None)
+
+    thread = threading.Thread(target=churn, daemon=True)
+    thread.start()
+    calls = 0
+    try:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            redact("a line with https://user:hunter2-pass@example.org in it")
+            secret_names("a line")
+            assert "PATH" in settings.environment()
+            calls += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert calls > 1000  # enough reads to have met the other thread many times
