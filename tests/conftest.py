@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,27 @@ register: {{gate: {{metric: accuracy, beat_base: false}}}}
 """
     )
     return recipe
+
+
+def work_that_sleeps(started: Path, stopped: Path, seconds: float = 120) -> Callable[[], None]:
+    """Work to run ahead (`tasks.core.ahead`): marks `started`, sleeps, and on the way out (a
+    stop included) writes the time into `stopped`, as `staged` and lock blocks clean up."""
+
+    def work() -> None:
+        try:
+            started.touch()
+            time.sleep(seconds)
+        finally:
+            stopped.write_text(str(time.time()))
+
+    return work
+
+
+def wait_for_file(path: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
 
 
 def free_port() -> int:

@@ -26,7 +26,7 @@ from tasks.training.causal.runner import (
     prepare_model,
     train_causal,
 )
-from tests.conftest import ASSISTANT_DATA
+from tests.conftest import ASSISTANT_DATA, wait_for_file, work_that_sleeps
 
 CAUSAL = sorted(n for n, spec in METHODS.items() if "causal-lm" in spec.tasks)
 
@@ -169,20 +169,9 @@ def test_training_stops_the_work_ahead_first(tiny_causal_lm: Path, tmp_path: Pat
     data = load(data_spec("chat", "chat"))
     tok = tokenize(data, base, TokenizeSpec(max_length=96), method)
     started, stopped = tmp_path / "started", tmp_path / "stopped"
-
-    def work() -> None:
-        try:
-            started.touch()
-            time.sleep(120)
-        finally:
-            stopped.write_text(str(time.time()))
-
-    with ahead(work) as pid:
+    with ahead(work_that_sleeps(started, stopped)) as pid:
         assert pid is not None
-        deadline = time.monotonic() + 20
-        while not started.exists():
-            assert time.monotonic() < deadline, "the work ahead never started"
-            time.sleep(0.02)
+        wait_for_file(started)
         began = time.time()
         result = train(
             tok, base, method, SPEC, tmp_path / "out", None, data_format=data.format, max_length=96

@@ -13,14 +13,7 @@ from pathlib import Path
 import pytest
 
 from tasks.core.ahead import ahead, end_work_ahead
-from tests.conftest import REPO
-
-
-def _wait_for(path: Path, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
+from tests.conftest import REPO, wait_for_file, work_that_sleeps
 
 
 def test_work_runs_in_another_process_at_the_commands_priority_and_says_nothing(
@@ -35,7 +28,7 @@ def test_work_runs_in_another_process_at_the_commands_priority_and_says_nothing(
 
     with ahead(work) as pid:
         assert pid is not None and pid != os.getpid()
-        _wait_for(done)
+        wait_for_file(done)
     # not niced: the command's stages wait for it, and other jobs must not starve it meanwhile
     assert done.read_text() == f"{pid} {os.nice(0)}"
     with pytest.raises(ChildProcessError):  # reaped: no zombie left
@@ -46,17 +39,9 @@ def test_work_runs_in_another_process_at_the_commands_priority_and_says_nothing(
 
 def test_unfinished_work_is_stopped_and_cleans_up(tmp_path: Path) -> None:
     started, cleaned = tmp_path / "started", tmp_path / "cleaned"
-
-    def work() -> None:
-        try:
-            started.touch()
-            time.sleep(60)
-        finally:
-            cleaned.touch()  # what `staged` and lock blocks do on the way out
-
     began = time.monotonic()
-    with ahead(work):
-        _wait_for(started)
+    with ahead(work_that_sleeps(started, cleaned)):
+        wait_for_file(started)
     assert time.monotonic() - began < 20
     assert cleaned.exists()
 
@@ -65,16 +50,8 @@ def test_work_still_running_is_stopped_when_asked_and_cleans_up(tmp_path: Path) 
     """What training does first (`end_work_ahead`): the work stops now, its cleanup runs, and the
     block's end leaves the reaped process alone."""
     started, cleaned = tmp_path / "started", tmp_path / "cleaned"
-
-    def work() -> None:
-        try:
-            started.touch()
-            time.sleep(60)
-        finally:
-            cleaned.touch()
-
-    with ahead(work) as pid:
-        _wait_for(started)
+    with ahead(work_that_sleeps(started, cleaned)) as pid:
+        wait_for_file(started)
         assert end_work_ahead() == 1
         assert cleaned.exists()
         assert not _alive(pid)
@@ -125,7 +102,7 @@ def test_work_ends_when_the_command_is_killed(tmp_path: Path) -> None:
         cwd=REPO,
     )
     try:
-        _wait_for(pid_file)
+        wait_for_file(pid_file)
         forked = int(pid_file.read_text())
         command.kill()  # no exit handlers, no `finally`: the kernel's word alone
         command.wait()
