@@ -20,7 +20,7 @@ import logging
 import re
 from typing import Any
 
-from tasks.core import settings
+from tasks.core import environment
 
 MASK = "***"
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|ACCESS_KEY|CREDENTIAL")
@@ -39,7 +39,7 @@ def remember(value: str | None) -> None:
 
 def secret_values() -> list[str]:
     values = set(_known)
-    for name, value in settings.environment().items():
+    for name, value in environment.snapshot().items():
         if _SECRET_NAME.search(name.upper()) and value and len(value) >= _MIN_LENGTH:
             values.add(value)
     return sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
@@ -74,7 +74,7 @@ def secret_names(text: str) -> list[str]:
     `Secret block` for values read from one."""
     names = [
         name
-        for name, value in settings.environment().items()
+        for name, value in environment.snapshot().items()
         if _SECRET_NAME.search(name.upper()) and value and len(value) >= _MIN_LENGTH
         if value in text
     ]

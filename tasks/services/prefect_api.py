@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.core import settings
+from tasks.core import environment
 from tasks.core.errors import TunelineError, first_line
 
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
@@ -136,7 +136,7 @@ def _launch() -> _Server:
         prefix="tuneline-prefect-server-", suffix=".log", delete=False
     )
     env = {
-        **settings.environment(),
+        **environment.snapshot(),
         "PREFECT_UI_ENABLED": "0",
         "PREFECT__SERVER_EPHEMERAL": "1",
         "PREFECT__SERVER_FINAL": "1",

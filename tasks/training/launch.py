@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tasks.core import ahead, collector, settings
+from tasks.core import ahead, collector, environment
 from tasks.core.errors import TunelineError
 from tasks.models.base import BaseModelSpec
 from tasks.tokenization.encoding import TokenizedRef
@@ -103,7 +103,7 @@ def run_distributed(
         "tasks.training.launch",
         str(job_file),
     ]
-    env = {**settings.environment(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = {**environment.snapshot(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     if token is not None:
         env[TOKEN_ENV] = token
     proc = subprocess.run(command, capture_output=True, text=True, env=env)

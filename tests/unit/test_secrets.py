@@ -41,7 +41,7 @@ def test_masking_survives_a_thread_changing_the_environment() -> None:
     import threading
     import time
 
-    from tasks.core import settings
+    from tasks.core import environment
     from tasks.core.secrets import redact, secret_names
 
     stop = threading.Event()
@@ -59,7 +59,7 @@ def test_masking_survives_a_thread_changing_the_environment() -> None:
         while time.monotonic() < deadline:
             redact("a line with https://user:hunter2-pass@example.org in it")
             secret_names("a line")
-            assert "PATH" in settings.environment()
+            assert "PATH" in environment.snapshot()
             calls += 1
     finally:
         stop.set()
