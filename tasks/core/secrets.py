@@ -37,11 +37,17 @@ def remember(value: str | None) -> None:
         _known.add(value)
 
 
+def _secret_variables() -> dict[str, str]:
+    """The environment's variables with secret-looking names and values long enough to mask."""
+    return {
+        name: value
+        for name, value in environment.snapshot().items()
+        if _SECRET_NAME.search(name.upper()) and len(value) >= _MIN_LENGTH
+    }
+
+
 def secret_values() -> list[str]:
-    values = set(_known)
-    for name, value in environment.snapshot().items():
-        if _SECRET_NAME.search(name.upper()) and value and len(value) >= _MIN_LENGTH:
-            values.add(value)
+    values = _known | set(_secret_variables().values())
     return sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
 
 
@@ -72,12 +78,7 @@ def inline_credential(text: str) -> bool:
 def secret_names(text: str) -> list[str]:
     """The environment variables (with secret-looking names) whose values appear in `text`, and
     `Secret block` for values read from one."""
-    names = [
-        name
-        for name, value in environment.snapshot().items()
-        if _SECRET_NAME.search(name.upper()) and value and len(value) >= _MIN_LENGTH
-        if value in text
-    ]
+    names = [name for name, value in _secret_variables().items() if value in text]
     return sorted(names) or (["a Secret block"] if any(v in text for v in _known) else [])
 
 
