@@ -3,6 +3,7 @@ Prefect import: this module is bundled with every registered model)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -24,34 +25,98 @@ def _pad(rows: list[list[int]], value: int, left: bool = False) -> Any:
     return torch.tensor(padded), torch.tensor(mask)
 
 
+# Logits held at once while scoring (rows x positions x vocabulary, elements; 512 MB in float32).
+# A batch's logits grow with the vocabulary: 64 rows of 256 tokens were 2 GB with a 32,000-token
+# vocabulary and 10 GB with a 151,936-token one, twice over with their log-softmax. A batch takes
+# as many rows as fit (at least one).
+LOGITS_BUDGET = 1 << 25
+
+
+def _vocab_size(model: Any) -> int:
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    weight = getattr(head, "weight", None)
+    return int(weight.shape[0]) if weight is not None else int(model.config.vocab_size)
+
+
+def _keeps_logits(model: Any) -> bool:
+    """Whether the model projects only the positions it is asked for (`logits_to_keep`)."""
+    import inspect
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters
+
+
+def _predicting(marks: list[int]) -> list[int]:
+    """The positions whose next token is scored."""
+    return [t - 1 for t in range(1, len(marks)) if marks[t]]
+
+
+def _scoring_batches(
+    order: list[int],
+    ids: list[list[int]],
+    scored: list[list[int]],
+    rows: int,
+    vocab: int,
+    keeps: bool,
+    budget: int,
+) -> Iterator[tuple[list[int], list[int]]]:
+    """Batches of `order` (by length) as `(rows, positions projected)`: at most `rows` rows, their
+    logits within `budget` elements when more than one row."""
+    start = 0
+    while start < len(order):
+        taken: list[int] = []
+        kept: set[int] = set()
+        for i in order[start : start + rows]:
+            grown = kept.union(_predicting(scored[i]))
+            width = len(grown) if keeps else max(len(ids[i]) - 1, 1)
+            if taken and (len(taken) + 1) * width * vocab > budget:
+                break
+            taken.append(i)
+            kept = grown
+        start += len(taken)
+        yield taken, sorted(kept)
+
+
 def token_logprobs(
-    model: Any, ids: list[list[int]], scored: list[list[int]], pad_id: int, batch: int
+    model: Any,
+    ids: list[list[int]],
+    scored: list[list[int]],
+    pad_id: int,
+    batch: int,
+    budget: int = LOGITS_BUDGET,
 ) -> list[tuple[float, int]]:
-    """Per sequence: (sum of log-probabilities of the tokens marked in `scored`, their count)."""
+    """Per sequence: (sum of log-probabilities of the tokens marked in `scored`, their count).
+    Only the positions that predict a marked token are projected onto the vocabulary (where the
+    model can), a row's log-probabilities are taken as logit minus log-sum-exp (no log-softmax of
+    the whole batch), and a batch holds at most `budget` logits (see `LOGITS_BUDGET`)."""
     import torch
 
-    out: list[tuple[float, int]] = []
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     results: dict[int, tuple[float, int]] = {}
+    keeps = _keeps_logits(model)
+    device = _device(model)
+    batches = _scoring_batches(order, ids, scored, batch, _vocab_size(model), keeps, budget)
     with torch.inference_mode():
-        for start in range(0, len(order), batch):
-            idx = order[start : start + batch]
+        for idx, kept in batches:
+            if not kept:  # nothing scored in these rows
+                results.update((i, (0.0, 0)) for i in idx)
+                continue
             input_ids, attention = _pad([ids[i] for i in idx], pad_id)
             marks, _ = _pad([scored[i] for i in idx], 0)
-            device = _device(model)
-            logits = model(
-                input_ids=input_ids.to(device), attention_mask=attention.to(device)
-            ).logits
-            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-            target = input_ids[:, 1:].to(device)
-            picked = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-            weight = marks[:, 1:].to(device).float() * attention[:, 1:].to(device).float()
-            sums = (picked * weight).sum(-1).cpu().tolist()
-            counts = weight.sum(-1).cpu().tolist()
-            for j, i in enumerate(idx):
-                results[i] = (float(sums[j]), int(counts[j]))
-    out = [results[i] for i in range(len(ids))]
-    return out
+            positions = torch.tensor(kept)
+            inputs = {"input_ids": input_ids.to(device), "attention_mask": attention.to(device)}
+            if keeps:
+                logits = model(**inputs, logits_to_keep=positions.to(device)).logits
+            else:
+                logits = model(**inputs).logits[:, positions.to(device)]
+            target = input_ids[:, positions + 1].to(device)
+            weight = (marks[:, positions + 1] * attention[:, positions + 1]).to(device).float()
+            for j, i in enumerate(idx):  # a row at a time: one row's float32 copy at most
+                row = logits[j].float()
+                picked = row.gather(-1, target[j].unsqueeze(-1)).squeeze(-1)
+                logp = picked - torch.logsumexp(row, dim=-1)
+                results[i] = (float((logp * weight[j]).sum()), int(weight[j].sum()))
+    return [results[i] for i in range(len(ids))]
 
 
 # End-of-turn tokens of common chat templates: a chat model's answer ends there, not at EOS.
