@@ -25,11 +25,15 @@ def _pad(rows: list[list[int]], value: int, left: bool = False) -> Any:
     return torch.tensor(padded), torch.tensor(mask)
 
 
-# Logits held at once while scoring (rows x positions x vocabulary, elements; 512 MB in float32).
+# Logits held at once while scoring (rows x positions x vocabulary, elements; 128 MB in float32).
 # A batch's logits grow with the vocabulary: 64 rows of 256 tokens were 2 GB with a 32,000-token
 # vocabulary and 10 GB with a 151,936-token one, twice over with their log-softmax. A batch takes
 # as many rows as fit (at least one).
 LOGITS_BUDGET = 1 << 25
+# Tokens in one eval batch (rows x padded width; for generation, with the new tokens): the
+# activations grow with them, so 64 rows of 2,048 tokens through a 1B model would hold gigabytes
+# at once. Batches of the usual lengths (64 rows up to 256 tokens) are within it.
+TOKENS_BUDGET = 1 << 14
 
 
 def _vocab_size(model: Any) -> int:
@@ -59,9 +63,11 @@ def _scoring_batches(
     vocab: int,
     keeps: bool,
     budget: int,
+    tokens: int | None = None,
 ) -> Iterator[tuple[list[int], list[int]]]:
-    """Batches of `order` (by length) as `(rows, positions projected)`: at most `rows` rows, their
-    logits within `budget` elements when more than one row."""
+    """Batches of `order` (by length) as `(rows, positions projected)`: at most `rows` rows and,
+    when more than one, their logits within `budget` elements and their tokens within `tokens`."""
+    tokens = TOKENS_BUDGET if tokens is None else tokens
     start = 0
     while start < len(order):
         taken: list[int] = []
@@ -69,7 +75,8 @@ def _scoring_batches(
         for i in order[start : start + rows]:
             grown = kept.union(_predicting(scored[i]))
             width = len(grown) if keeps else max(len(ids[i]) - 1, 1)
-            if taken and (len(taken) + 1) * width * vocab > budget:
+            logits = (len(taken) + 1) * width * vocab
+            if taken and (logits > budget or (len(taken) + 1) * len(ids[i]) > tokens):
                 break
             taken.append(i)
             kept = grown
@@ -130,18 +137,32 @@ def stop_token_ids(tokenizer: Any) -> list[int]:
     return ids
 
 
+def _token_batches(order: list[int], lengths: list[int], rows: int) -> Iterator[list[int]]:
+    """Batches of `order` (by length): at most `rows` rows and, when more than one, at most
+    `TOKENS_BUDGET` tokens padded."""
+    start = 0
+    while start < len(order):
+        taken = [order[start]]
+        for i in order[start + 1 : start + rows]:
+            if (len(taken) + 1) * lengths[i] > TOKENS_BUDGET:
+                break
+            taken.append(i)
+        start += len(taken)
+        yield taken
+
+
 def generate(
     model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, max_length: int, batch: int
 ) -> list[str]:
-    """Greedy continuations of `prompts` (left-padded batches, in length order)."""
+    """Greedy continuations of `prompts` (left-padded batches in length order, at most `batch`
+    rows and, when more than one, `TOKENS_BUDGET` prompt tokens)."""
     import torch
 
     encoded = [tokenizer(p, verbose=False)["input_ids"][-max_length:] for p in prompts]
     results: dict[int, str] = {}
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     with torch.inference_mode():
-        for start in range(0, len(order), batch):
-            idx = order[start : start + batch]
+        for idx in _token_batches(order, [len(e) for e in encoded], batch):
             input_ids, attention = _pad(
                 [encoded[i] for i in idx], tokenizer.pad_token_id, left=True
             )

@@ -108,3 +108,50 @@ def test_a_batch_holds_its_logits_within_the_budget() -> None:
         assert rows == 1 or rows * positions * vocab <= budget
     # only positions that predict a scored token were projected: fewer than every position
     assert sum(r * p for r, p, _ in shapes) < sum(len(row) - 1 for row in ids)
+
+
+def _embedded_shapes(model: Any) -> tuple[list[tuple[int, ...]], Any]:
+    """The `[rows, tokens]` of every batch the model's body reads (its embedding's input)."""
+    shapes: list[tuple[int, ...]] = []
+    hook = model.get_input_embeddings().register_forward_hook(
+        lambda module, args, out: shapes.append(tuple(args[0].shape))
+    )
+    return shapes, hook
+
+
+def test_a_batch_holds_its_tokens_within_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model(97)
+    ids, scored = _rows(97, count=20)
+    expected = token_logprobs(model, ids, scored, pad_id=1, batch=64)
+    monkeypatch.setattr(inference, "TOKENS_BUDGET", 150)
+    shapes, hook = _embedded_shapes(model)
+    try:
+        got = token_logprobs(model, ids, scored, pad_id=1, batch=64)
+    finally:
+        hook.remove()
+    assert len(shapes) > 2
+    assert all(rows == 1 or rows * width <= 150 for rows, width in shapes)
+    for (value, count), (reference, expected_count) in zip(got, expected, strict=True):
+        assert count == expected_count
+        assert value == pytest.approx(reference, rel=1e-5, abs=1e-4)
+
+
+def test_generation_batches_hold_their_prompt_tokens_within_the_budget(
+    tiny_causal_lm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_causal_lm)
+    prompts = [" ".join(["the model answers"] * (n % 5 + 1)) for n in range(12)]
+    widths = [len(tokenizer(p)["input_ids"]) for p in prompts]
+    monkeypatch.setattr(inference, "TOKENS_BUDGET", 3 * max(widths))
+    shapes, hook = _embedded_shapes(model)
+    try:
+        answers = inference.generate(model, tokenizer, prompts, 4, 64, batch=8)
+    finally:
+        hook.remove()
+    assert len(answers) == len(prompts) and all(isinstance(a, str) for a in answers)
+    prefills = [shape for shape in shapes if shape[1] > 1]  # each batch's prompt pass
+    assert sum(rows for rows, _ in prefills) == len(prompts) and len(prefills) >= 3
+    assert all(rows == 1 or rows * width <= 3 * max(widths) for rows, width in prefills)
