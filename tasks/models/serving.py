@@ -6,9 +6,22 @@ wherever `mlflow.pyfunc.load_model("models:/<name>@champion")` runs.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from mlflow.pyfunc import PythonModel
+
+
+@contextlib.contextmanager
+def without_inapplicable_advice() -> Iterator[None]:
+    """Leave out MLflow's advice to log an input example, while a model is logged: MLflow would
+    load the model and predict from the example to check it, seconds to minutes of every
+    registration for a model of real size."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*An input example was not provided")
+        yield
 
 
 class ClassifierModel(PythonModel):
@@ -40,9 +53,12 @@ class CausalLMModel(PythonModel):
 
         self.model, self.tokenizer, self.manifest = load_causal(context.artifacts["artifact"])
 
-    def predict(
-        self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
-    ) -> list[str]:
+    # `model_input` has no type hint: MLflow would take the model's signature from it and drop
+    # the declared `params` (then ignored at inference, with a warning). Nor does MLflow check
+    # the input against hints here (its attribute for that; it would advise adding them).
+    _skip_type_hint_validation = True
+
+    def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> list[str]:
         from tasks.models.inference import generate
         from tasks.models.prompts import prompt_for_request
 

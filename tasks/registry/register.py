@@ -273,7 +273,7 @@ def log_model_version(
     import mlflow
 
     from tasks.models.artifacts import read_manifest
-    from tasks.models.serving import python_model_for
+    from tasks.models.serving import python_model_for, without_inapplicable_advice
 
     code = str(Path(__file__).resolve().parent)
     manifest = read_manifest(train.path)
@@ -285,7 +285,11 @@ def log_model_version(
         signature = infer_signature(
             ["a request"], ["an answer"], params={"max_new_tokens": 64, "raw": False}
         )
-    with mlflow.start_run(run_id=run_id), distributions_known_from_trl():
+    with (
+        mlflow.start_run(run_id=run_id),
+        distributions_known_from_trl(),
+        without_inapplicable_advice(),
+    ):
         info = mlflow.pyfunc.log_model(
             name="model",
             signature=signature,

@@ -69,6 +69,9 @@ def test_reward_then_rlhf_then_sft_register_and_load(tuneline_home: Path) -> Non
             ["Tell me about the river in Ashford."], params={"max_new_tokens": 4}
         )
         assert len(answers) == 1 and isinstance(answers[0], str)
+        # the declared params reach `predict` (MLflow ignores any its signature lacks)
+        params = mlflow.models.get_model_info(f"models:/{name}/1").signature.params
+        assert params is not None and {"max_new_tokens", "raw"} <= {p.name for p in params.params}
     tags = mlflow.MlflowClient().get_model_version("assistant-rlhf", "1").tags
     assert tags["method"] == "rlhf" and json.loads(tags["base_model_ref"])["kind"] == "tiny"
 
