@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from tasks.core import atomic
 
@@ -113,18 +114,12 @@ def _causal_tokenizer(texts: list[str], vocab_size: int) -> object:
     return fast
 
 
-def build_tiny_causal_lm(out_dir: str | Path, texts: Iterable[str], seed: int = 0) -> Path:
-    """A 2-layer Llama-style causal LM (hidden 64) and a byte-level BPE tokenizer with a ChatML
-    chat template, trained on `texts`. Deterministic for the same texts and seed."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-    from transformers.utils import logging as hf_logging
+def tiny_llama_config(vocab_size: int, **token_ids: Any) -> Any:
+    """The tiny causal LM's architecture (2 layers, hidden 64) for a vocabulary of that size."""
+    from transformers import LlamaConfig
 
-    hf_logging.disable_progress_bar()
-    target = Path(out_dir)
-    tokenizer = _causal_tokenizer(list(texts), vocab_size=1024)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),  # type: ignore[arg-type]
+    return LlamaConfig(
+        vocab_size=vocab_size,
         hidden_size=64,
         intermediate_size=192,
         num_hidden_layers=2,
@@ -132,6 +127,22 @@ def build_tiny_causal_lm(out_dir: str | Path, texts: Iterable[str], seed: int = 
         num_key_value_heads=4,
         max_position_embeddings=512,
         tie_word_embeddings=True,
+        **token_ids,
+    )
+
+
+def build_tiny_causal_lm(out_dir: str | Path, texts: Iterable[str], seed: int = 0) -> Path:
+    """A 2-layer Llama-style causal LM (hidden 64) and a byte-level BPE tokenizer with a ChatML
+    chat template, trained on `texts`. Deterministic for the same texts and seed."""
+    import torch
+    from transformers import LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    target = Path(out_dir)
+    tokenizer = _causal_tokenizer(list(texts), vocab_size=1024)
+    config = tiny_llama_config(
+        len(tokenizer),  # type: ignore[arg-type]
         bos_token_id=tokenizer.bos_token_id,  # type: ignore[attr-defined]
         eos_token_id=tokenizer.eos_token_id,  # type: ignore[attr-defined]
         pad_token_id=tokenizer.pad_token_id,  # type: ignore[attr-defined]

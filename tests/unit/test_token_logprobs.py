@@ -16,20 +16,12 @@ from tasks.models.inference import token_logprobs  # noqa: E402
 
 
 def _model(vocab: int) -> Any:
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
+
+    from tasks.models.tiny import tiny_llama_config
 
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=128,
-        pad_token_id=1,
-    )
-    return LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(tiny_llama_config(vocab, pad_token_id=1)).eval()
 
 
 def _rows(vocab: int, count: int = 13) -> tuple[list[list[int]], list[list[int]]]:
