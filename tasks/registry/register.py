@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -265,6 +267,22 @@ def distributions_known_from_trl() -> Iterator[None]:
         importlib_metadata.packages_distributions = original
 
 
+def serving_code(folder: Path) -> str:
+    """The part of tuneline a registered model loads with, staged under `folder` as a `tasks`
+    package: `tasks.models` and the `tasks.core` helpers it imports (neither imports Prefect or
+    the stages). Bundled with every version (`code_paths`), so that a version loads where
+    tuneline is not installed (`mlflow models serve` in the environment MLflow builds from the
+    version's requirements), with the code it was registered with."""
+    package = Path(__file__).resolve().parents[1]
+    target = folder / "tasks"
+    target.mkdir()
+    shutil.copy2(package / "__init__.py", target / "__init__.py")
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in ("core", "models"):
+        shutil.copytree(package / part, target / part, ignore=skip)
+    return str(target)
+
+
 def log_model_version(
     run_id: str, name: str, train: TrainResult, tags: dict[str, str], description: str
 ) -> str:
@@ -275,7 +293,6 @@ def log_model_version(
     from tasks.models.artifacts import read_manifest
     from tasks.models.serving import python_model_for, without_inapplicable_advice
 
-    code = str(Path(__file__).resolve().parent)
     manifest = read_manifest(train.path)
     signature = None
     if manifest.get("task") == "causal-lm" and manifest.get("objective") != "score":
@@ -289,13 +306,14 @@ def log_model_version(
         mlflow.start_run(run_id=run_id),
         distributions_known_from_trl(),
         without_inapplicable_advice(),
+        tempfile.TemporaryDirectory(prefix="tuneline-serving-code-") as staging,
     ):
         info = mlflow.pyfunc.log_model(
             name="model",
             signature=signature,
             python_model=python_model_for(manifest),
             artifacts={"artifact": train.path},
-            code_paths=[code],
+            code_paths=[serving_code(Path(staging))],
             pip_requirements=_pip_requirements(),
         )
     mlc = tracking.client()

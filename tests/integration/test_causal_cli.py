@@ -5,6 +5,9 @@ by the registered reward champion, then sft from chat; every registered version 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,7 +44,7 @@ def run(recipe: str) -> dict:
     return outcome
 
 
-def test_reward_then_rlhf_then_sft_register_and_load(tuneline_home: Path) -> None:
+def test_reward_then_rlhf_then_sft_register_and_load(tuneline_home: Path, tmp_path: Path) -> None:
     import mlflow
 
     from tasks.core import settings
@@ -75,10 +78,53 @@ def test_reward_then_rlhf_then_sft_register_and_load(tuneline_home: Path) -> Non
     tags = mlflow.MlflowClient().get_model_version("assistant-rlhf", "1").tags
     assert tags["method"] == "rlhf" and json.loads(tags["base_model_ref"])["kind"] == "tiny"
 
+    # where tuneline is not installed, a version loads with the code bundled with it
+    for name in ("assistant-reward", "assistant-sft-chat"):
+        loaded = _load_without_tuneline(f"models:/{name}/1", settings.tracking_uri(), tmp_path)
+        assert loaded["tasks"].endswith(os.path.join("code", "tasks", "__init__.py"))
+        assert len(loaded["predictions"]) == 1
+
     # the CLI serves them too
     proc = tuneline("predict", "models:/assistant-sft-chat/1", "hello", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(json.loads(proc.stdout)) == 1
+
+
+# A fresh interpreter where `tasks` is found only in a model's bundled code (an MLflow model's
+# `code` folder on sys.path), as in an environment without tuneline installed.
+_WITHOUT_TUNELINE = r"""
+import importlib.machinery, json, sys
+
+class BundledOnly:
+    def find_spec(self, name, path=None, target=None):
+        if name != "tasks":
+            return None
+        bundles = [p for p in sys.path if p.rstrip("/").endswith("code")]
+        spec = importlib.machinery.PathFinder.find_spec(name, bundles)
+        if spec is None:
+            raise ModuleNotFoundError("No module named 'tasks'", name=name)
+        return spec
+
+sys.meta_path.insert(0, BundledOnly())
+import mlflow
+mlflow.set_tracking_uri(sys.argv[2])
+model = mlflow.pyfunc.load_model(sys.argv[1])
+predictions = model.predict(["hello"])
+import tasks
+print(json.dumps({"tasks": tasks.__file__, "predictions": [str(p) for p in predictions]}))
+"""
+
+
+def _load_without_tuneline(uri: str, tracking_uri: str, cwd: Path) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TUNELINE, uri, tracking_uri],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_rlhf_without_a_registered_reward_model_says_what_to_do(tuneline_home: Path) -> None:
