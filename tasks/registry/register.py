@@ -226,8 +226,12 @@ def champion_rows(champion: Any) -> RowScores | None:
     return None
 
 
-def _pip_requirements() -> list[str]:
+def pip_requirements(manifest: dict[str, Any]) -> list[str]:
+    """What a version needs installed to load: the libraries it runs on, pinned to the versions
+    it was trained with, and the package its base model ships in (`package:` bases)."""
     from importlib import metadata
+
+    from tasks.models.base import PACKAGE_SCHEME
 
     pins = []
     for dist in PIP_PINS:
@@ -235,6 +239,10 @@ def _pip_requirements() -> list[str]:
             pins.append(f"{dist}=={metadata.version(dist).split('+')[0]}")
         except metadata.PackageNotFoundError:
             continue
+    base = manifest.get("base") or {}
+    if base.get("kind") == "package" and base.get("package_version"):
+        module = str(base["path"])[len(PACKAGE_SCHEME) :].partition("/")[0]
+        pins.append(f"{module.replace('_', '-')}=={base['package_version']}")
     return pins
 
 
@@ -314,7 +322,7 @@ def log_model_version(
             python_model=python_model_for(manifest),
             artifacts={"artifact": train.path},
             code_paths=[serving_code(Path(staging))],
-            pip_requirements=_pip_requirements(),
+            pip_requirements=pip_requirements(manifest),
         )
     mlc = tracking.client()
     try:
