@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from mlflow.pyfunc import PythonModel
@@ -91,11 +92,32 @@ class RewardScorerModel(PythonModel):
         )
 
 
-def python_model_for(manifest: dict[str, Any]) -> PythonModel:
+def python_model_for(manifest: dict[str, Any]) -> type[PythonModel]:
     """The pyfunc wrapper an artifact registers with."""
     if manifest.get("task") != "causal-lm":
-        return ClassifierModel()
-    return RewardScorerModel() if manifest.get("objective") == "score" else CausalLMModel()
+        return ClassifierModel
+    return RewardScorerModel if manifest.get("objective") == "score" else CausalLMModel
+
+
+_MODEL_CODE = '''"""The entry MLflow loads this registered tuneline model through (a model from code, not a
+pickle). The code it imports is in the model's `code` folder; `load_context` loads the artifact."""
+
+import mlflow
+
+from tasks.models.serving import {cls}
+
+mlflow.models.set_model({cls}())
+'''
+
+
+def model_code(manifest: dict[str, Any], folder: Path) -> str:
+    """Write under `folder` the script a version is logged with (MLflow's models from code),
+    naming its pyfunc wrapper: loading the version runs the script instead of unpickling an
+    object, so it loads where MLflow's pickle deserialization is turned off
+    (`MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false`), and logging draws no warning about pickles."""
+    script = folder / "tuneline_model.py"
+    script.write_text(_MODEL_CODE.format(cls=python_model_for(manifest).__name__))
+    return str(script)
 
 
 def _as_texts(model_input: Any) -> list[Any]:

@@ -299,7 +299,7 @@ def log_model_version(
     import mlflow
 
     from tasks.models.artifacts import read_manifest
-    from tasks.models.serving import python_model_for, without_inapplicable_advice
+    from tasks.models.serving import model_code, without_inapplicable_advice
 
     manifest = read_manifest(train.path)
     signature = None
@@ -319,7 +319,7 @@ def log_model_version(
         info = mlflow.pyfunc.log_model(
             name="model",
             signature=signature,
-            python_model=python_model_for(manifest),
+            python_model=model_code(manifest, Path(staging)),
             artifacts={"artifact": train.path},
             code_paths=[serving_code(Path(staging))],
             pip_requirements=pip_requirements(manifest),

@@ -78,7 +78,8 @@ def test_reward_then_rlhf_then_sft_register_and_load(tuneline_home: Path, tmp_pa
     tags = mlflow.MlflowClient().get_model_version("assistant-rlhf", "1").tags
     assert tags["method"] == "rlhf" and json.loads(tags["base_model_ref"])["kind"] == "tiny"
 
-    # where tuneline is not installed, a version loads with the code bundled with it
+    # where tuneline is not installed, a version loads with the code bundled with it, and with
+    # no pickle: it loads where MLflow's pickle deserialization is turned off
     for name in ("assistant-reward", "assistant-sft-chat"):
         loaded = _load_without_tuneline(f"models:/{name}/1", settings.tracking_uri(), tmp_path)
         assert loaded["tasks"].endswith(os.path.join("code", "tasks", "__init__.py"))
@@ -122,6 +123,7 @@ def _load_without_tuneline(uri: str, tracking_uri: str, cwd: Path) -> dict:
         text=True,
         cwd=cwd,
         timeout=300,
+        env={**os.environ, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])

