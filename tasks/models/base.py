@@ -118,14 +118,21 @@ def folder_digest(folder: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def package_distribution(path: str) -> str | None:
+    """The distribution a `package:` base model ships in (its module's name, dashed), as pip
+    names it; None for other bases."""
+    if not path.startswith(PACKAGE_SCHEME):
+        return None
+    return path[len(PACKAGE_SCHEME) :].partition("/")[0].replace("_", "-")
+
+
 def reference(spec: BaseModelSpec) -> dict[str, Any]:
     """How lineage names the base model so it resolves on another machine."""
     ref: dict[str, Any] = {"path": spec.path, "revision": spec.revision}
-    if spec.path.startswith(PACKAGE_SCHEME):
-        module = spec.path[len(PACKAGE_SCHEME) :].partition("/")[0]
+    dist = package_distribution(spec.path)
+    if dist is not None:
         from importlib import metadata
 
-        dist = module.replace("_", "-")
         try:
             ref["package_version"] = metadata.version(dist)
         except metadata.PackageNotFoundError:

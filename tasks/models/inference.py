@@ -30,7 +30,7 @@ def _pad(rows: list[list[int]], value: int, left: bool = False) -> Any:
 # vocabulary and 10 GB with a 151,936-token one, twice over with their log-softmax. A batch takes
 # as many rows as fit (at least one).
 LOGITS_BUDGET = 1 << 25
-# Tokens in one eval batch (rows x padded width; for generation, with the new tokens): the
+# Tokens in one eval batch (rows x padded width; for generation, of the prompts): the
 # activations grow with them, so 64 rows of 2,048 tokens through a 1B model would hold gigabytes
 # at once. Batches of the usual lengths (64 rows up to 256 tokens) are within it.
 TOKENS_BUDGET = 1 << 14

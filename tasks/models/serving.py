@@ -6,23 +6,10 @@ wherever `mlflow.pyfunc.load_model("models:/<name>@champion")` runs.
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mlflow.pyfunc import PythonModel
-
-
-@contextlib.contextmanager
-def without_inapplicable_advice() -> Iterator[None]:
-    """Leave out MLflow's advice to log an input example, while a model is logged: MLflow would
-    load the model and predict from the example to check it, seconds to minutes of every
-    registration for a model of real size."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*An input example was not provided")
-        yield
 
 
 class ClassifierModel(PythonModel):

@@ -13,6 +13,7 @@ import json
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -231,7 +232,7 @@ def pip_requirements(manifest: dict[str, Any]) -> list[str]:
     it was trained with, and the package its base model ships in (`package:` bases)."""
     from importlib import metadata
 
-    from tasks.models.base import PACKAGE_SCHEME
+    from tasks.models.base import package_distribution
 
     pins = []
     for dist in PIP_PINS:
@@ -240,9 +241,9 @@ def pip_requirements(manifest: dict[str, Any]) -> list[str]:
         except metadata.PackageNotFoundError:
             continue
     base = manifest.get("base") or {}
-    if base.get("kind") == "package" and base.get("package_version"):
-        module = str(base["path"])[len(PACKAGE_SCHEME) :].partition("/")[0]
-        pins.append(f"{module.replace('_', '-')}=={base['package_version']}")
+    package = package_distribution(str(base.get("path", "")))
+    if package is not None and base.get("package_version"):
+        pins.append(f"{package}=={base['package_version']}")
     return pins
 
 
@@ -275,6 +276,16 @@ def distributions_known_from_trl() -> Iterator[None]:
         importlib_metadata.packages_distributions = original
 
 
+@contextlib.contextmanager
+def without_inapplicable_advice() -> Iterator[None]:
+    """Leave out MLflow's advice to log an input example, while a model is logged: MLflow would
+    load the model and predict from the example to check it, seconds to minutes of every
+    registration for a model of real size."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*An input example was not provided")
+        yield
+
+
 def serving_code(folder: Path) -> str:
     """The part of tuneline a registered model loads with, staged under `folder` as a `tasks`
     package: `tasks.models` and the `tasks.core` helpers it imports (neither imports Prefect or
@@ -299,7 +310,7 @@ def log_model_version(
     import mlflow
 
     from tasks.models.artifacts import read_manifest
-    from tasks.models.serving import model_code, without_inapplicable_advice
+    from tasks.models.serving import model_code
 
     manifest = read_manifest(train.path)
     signature = None
