@@ -67,7 +67,7 @@ _SHARED_CAUSAL = (  # the base model's evaluation too
     "peft",  # transformers' model classes, accelerate and torch's compiler stack come with it
     "transformers.generation",
     "tasks.evaluation.causal",
-    "rouge_score.rouge_scorer",  # the answers' scores; nltk comes with it (about 30 MB)
+    "rouge_score.tokenize",  # the answers' scores
     "tasks.training.causal.runner",
 )
 

@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import closing as contextlib_closing
 from pathlib import Path
 from typing import Any
@@ -183,12 +183,18 @@ def log_params(run_id: str, params: Mapping[str, Any]) -> None:
 
 
 def log_metrics(run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+    log_series(run_id, [(k, v, step or 0) for k, v in metrics.items()])
+
+
+def log_series(run_id: str, points: Iterable[tuple[str, float | None, int]]) -> None:
+    """Metric values at their steps (a training curve: name, value, step), in as few writes to
+    the store as it takes (500 values each); values that are None are left out."""
     import time
 
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
+    items = [Metric(k, float(v), now, int(step)) for k, v, step in points if v is not None]
     for i in range(0, len(items), 500):
         client().log_batch(run_id, metrics=items[i : i + 500])
 

@@ -70,10 +70,15 @@ def log_training(run_id: str, result: TrainResult) -> None:
     )
     history = json.loads((Path(result.path) / "history.json").read_text())
     names = {"loss": "train_loss", "eval_loss": "eval_loss", "reward": "train_reward"}
-    for point in history:
-        for key, name in names.items():
-            if key in point:
-                tracking.log_metrics(run_id, {name: point[key]}, step=int(point["step"]))
+    tracking.log_series(
+        run_id,
+        [
+            (name, point[key], int(point["step"]))
+            for point in history
+            for key, name in names.items()
+            if key in point
+        ],
+    )
     history = [p for p in history if "loss" in p or "eval_loss" in p]
     if history:
         from tasks.core import plots

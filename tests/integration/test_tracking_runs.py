@@ -155,3 +155,18 @@ def test_prefect_shows_the_outcome_of_a_run_that_was_not_promoted(
     ).json()
     assert any(expected in (a["data"] or "") for a in artifacts), artifacts
     assert any(outcome["reasons"][0] in (a["data"] or "") for a in artifacts), artifacts
+
+
+def test_a_curve_is_logged_at_its_steps_past_one_batch(tuneline_home: Path) -> None:
+    from tasks.services import tracking
+
+    mlc = tracking.client()
+    run = mlc.create_run(mlc.create_experiment("curves"))
+    points = [("train_loss", 2.0 - step / 10, step) for step in range(1, 1201)]
+    tracking.log_series(run.info.run_id, [*points, ("eval_loss", 1.5, 600), ("reward", None, 3)])
+    curve = mlc.get_metric_history(run.info.run_id, "train_loss")
+    assert sorted((m.step, m.value) for m in curve) == [(s, v) for _, v, s in points]
+    assert [(m.step, m.value) for m in mlc.get_metric_history(run.info.run_id, "eval_loss")] == [
+        (600, 1.5)
+    ]
+    assert "reward" not in mlc.get_run(run.info.run_id).data.metrics
