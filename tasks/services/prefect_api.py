@@ -23,10 +23,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasks.core import environment
 from tasks.core.errors import TunelineError, first_line
+
+if TYPE_CHECKING:
+    import httpx
 
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 DEFAULT_STARTUP_TIMEOUT = 180
@@ -208,11 +211,11 @@ _LATER = (
 )
 
 
-def _healthy(server: _Server) -> bool:
+def _healthy(server: _Server, http: httpx.Client) -> bool:
     import httpx
 
     try:
-        return httpx.get(f"{server.api_url}/health", timeout=5.0).status_code == 200
+        return http.get(f"{server.api_url}/health").status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -223,33 +226,37 @@ def _wait_for(server: _Server, timeout: int) -> _Server:
     `RuntimeError` with what went wrong when it does not answer within `timeout` seconds."""
     import importlib
 
+    import httpx
+
     later = list(_LATER)
     deadline = server.launched + timeout
-    while True:
-        code = server.process.poll()
-        if code == 3:  # uvicorn's start-up failure: the port was taken meanwhile; another one
-            _stop(server)
-            _launched.remove(server)
-            server = _launch()
-            _launched.append(server)
-            continue
-        if code is not None:
-            tail = server.log_path.read_text(errors="replace").strip().splitlines()[-3:]
-            raise RuntimeError(f"server exited with code {code}: {' | '.join(tail)[-300:]}")
-        if _healthy(server):
-            return server
-        if time.monotonic() >= deadline:
-            raise RuntimeError("Timed out while attempting to connect to the API server")
-        if later:
-            module, attribute = later.pop(0)
-            try:
-                loaded = importlib.import_module(module)
-                if attribute:
-                    getattr(loaded, attribute)
-            except Exception:  # noqa: BLE001 - only a head start; the real import reports problems
-                later.clear()
-        else:
-            time.sleep(0.1)
+    # one client for every poll: each new one builds an SSL context (about 20 ms a poll)
+    with httpx.Client(timeout=5.0) as http:
+        while True:
+            code = server.process.poll()
+            if code == 3:  # uvicorn's start-up failure: the port was taken meanwhile; another one
+                _stop(server)
+                _launched.remove(server)
+                server = _launch()
+                _launched.append(server)
+                continue
+            if code is not None:
+                tail = server.log_path.read_text(errors="replace").strip().splitlines()[-3:]
+                raise RuntimeError(f"server exited with code {code}: {' | '.join(tail)[-300:]}")
+            if _healthy(server, http):
+                return server
+            if time.monotonic() >= deadline:
+                raise RuntimeError("Timed out while attempting to connect to the API server")
+            if later:
+                module, attribute = later.pop(0)
+                try:
+                    loaded = importlib.import_module(module)
+                    if attribute:
+                        getattr(loaded, attribute)
+                except Exception:  # noqa: BLE001 - only a head start; the real import reports them
+                    later.clear()
+            else:
+                time.sleep(0.1)
 
 
 def _adopt(server: _Server) -> None:

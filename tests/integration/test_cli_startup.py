@@ -196,9 +196,10 @@ def test_temporary_server_warms_up_with_reads_only() -> None:
             )
 
         deadline = time.monotonic() + 300
-        while not prefect_api._healthy(server):
-            assert server.process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.2)
+        with httpx.Client(timeout=5.0) as http:
+            while not prefect_api._healthy(server, http):
+                assert server.process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
         before = counts()
         prefect_api._warm_up(server.port)
         assert counts() == before
