@@ -824,14 +824,19 @@ def run_contract(contract: Contract, data: ContractData) -> Report:
     return Report(contract.name, len(data.train), len(data.eval), results, data.gx_runs)
 
 
-def data_docs(report: Report, target: Any) -> list[str]:
+def data_docs(report: Report, target: Any, template_cache: Any = None) -> list[str]:
     """Build Great Expectations Data Docs for the report's suites into `target`; returns the
-    index pages written (one site per split)."""
+    index pages written (one site per split). With `template_cache` (a folder), the pages'
+    templates are compiled once there, not again for every page (`data_contracts.docs_views`)."""
     import shutil
     from pathlib import Path
 
     pages = []
     for split, context in report.gx_runs:
+        if template_cache is not None:
+            from data_contracts.docs_views import use_cached_views
+
+            use_cached_views(context, str(template_cache))
         context.build_data_docs()
         for site in context.get_docs_sites_urls():
             source = Path(str(site["site_url"]).removeprefix("file://")).parent

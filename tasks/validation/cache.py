@@ -61,7 +61,8 @@ def save_report(report: Report, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / REPORT_JSON).write_text(report.to_json())
     (folder / REPORT_HTML).write_text(report.to_html())
-    data_docs(report, folder / DOCS)
+    cache = settings.user_cache()
+    data_docs(report, folder / DOCS, cache / "gx-templates" if cache is not None else None)
 
 
 def read_report(folder: Path) -> Report:
