@@ -22,30 +22,27 @@ def _cache(folder: str) -> jinja2.FileSystemBytecodeCache:
     return _CACHES[folder]
 
 
-class CachedPageView(DefaultJinjaPageView):
+class _CompiledOnce:
+    """A GX Jinja view whose environment reads and writes compiled templates in a folder."""
+
+    env: jinja2.Environment
+
+    def __init__(
+        self,
+        template_cache: str,
+        custom_styles_directory: str | None = None,
+        custom_views_directory: str | None = None,
+    ) -> None:  # named, not **kwargs: GX passes a view only the arguments its signature names
+        super().__init__(custom_styles_directory, custom_views_directory)  # type: ignore[call-arg]
+        self.env.bytecode_cache = _cache(template_cache)
+
+
+class CachedPageView(_CompiledOnce, DefaultJinjaPageView):
     """GX's page view (suites and validation results), its templates compiled once."""
 
-    def __init__(
-        self,
-        template_cache: str,
-        custom_styles_directory: str | None = None,
-        custom_views_directory: str | None = None,
-    ) -> None:  # named, not **kwargs: GX passes a view only the arguments its signature names
-        super().__init__(custom_styles_directory, custom_views_directory)
-        self.env.bytecode_cache = _cache(template_cache)
 
-
-class CachedIndexPageView(DefaultJinjaIndexPageView):
+class CachedIndexPageView(_CompiledOnce, DefaultJinjaIndexPageView):
     """GX's index page view, its templates compiled once."""
-
-    def __init__(
-        self,
-        template_cache: str,
-        custom_styles_directory: str | None = None,
-        custom_views_directory: str | None = None,
-    ) -> None:  # named, not **kwargs: GX passes a view only the arguments its signature names
-        super().__init__(custom_styles_directory, custom_views_directory)
-        self.env.bytecode_cache = _cache(template_cache)
 
 
 def use_cached_views(context: Any, template_cache: str) -> None:
