@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tasks.core import collector
+
 # Quiet, offline-friendly defaults before Prefect and transformers are imported.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -251,6 +253,7 @@ def _finetune(parsed: Any) -> Any:
         _prefect_api()
         # forked before the flow starts Prefect's threads
         with caches_ahead(parsed), runs_end_on_interrupt():
+            collector.resume()
             outcome = finetune(parsed)
     return outcome
 
@@ -273,6 +276,7 @@ def run(
     Exit codes: 0 done, 2 data contract failed, 3 trained but not promoted, 1 other errors.
     """
     with user_errors():
+        collector.pause()  # until the flow starts: imports, nothing to collect
         from flows.recipe import load_recipe
         from tasks.data.load import check_sources
 
@@ -777,8 +781,6 @@ def main() -> NoReturn:
     Commands that end when their work does collect garbage as `tasks.core.collector` says;
     `serve`, which runs until stopped, keeps Python's defaults."""
     if sys.argv[1:2] != ["serve"]:
-        from tasks.core import collector
-
         collector.keep_survivors()
     try:
         app()

@@ -66,6 +66,7 @@ def _fork(work: Callable[[], None]) -> int:
     if pid:
         return pid
     code = 1
+    gc.enable()  # the command may have paused collections for its imports (`tasks.core.collector`)
     try:  # the forked process: never returns into the command
         quiet = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):  # nothing on the user's terminal, no pipe held open

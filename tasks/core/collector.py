@@ -15,7 +15,14 @@ runs, so when it ends one collection walks only what the block made (not the mil
 objects: 0.35 s of every run before) and frees what it left in cycles. Training in this process
 runs in it, so the trained model, its optimiser and the trainer are freed before evaluation loads
 models, as without the policy. Only commands that end when their flow does install it;
-long-running ones (`serve`) keep CPython's defaults."""
+long-running ones (`serve`) keep CPython's defaults.
+
+Before its flow starts, `tuneline run` does little but import (Prefect, MLflow, torch,
+transformers, peft, Great Expectations: seconds of the command's one busy thread), and every
+collection in that time walks what the imports just made, to find next to nothing to free (3 MB
+of 700). Between `pause()` and `resume()` nothing is collected; `resume()` freezes what lives then
+(as the work ahead's fork does) and collections start again: the imports took 0.4-1.0 s less
+(about 7 s against 7.7-8.3 s on this project's machine)."""
 
 from __future__ import annotations
 
@@ -39,6 +46,28 @@ def keep_survivors() -> None:
     if not _installed:
         gc.callbacks.append(_freeze_after_full_collection)
         _installed = True
+
+
+_paused = False
+
+
+def pause() -> None:
+    """Collect nothing until `resume()` (see the module docstring): for the imports before a
+    command's flow, never around work that makes garbage."""
+    global _paused
+    if gc.isenabled():
+        gc.disable()
+        _paused = True
+
+
+def resume() -> None:
+    """End `pause()`: what lives now is frozen and collections start again. Nothing happens
+    where `pause()` was not called."""
+    global _paused
+    if _paused:
+        gc.freeze()
+        gc.enable()
+        _paused = False
 
 
 @contextmanager

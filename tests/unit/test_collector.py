@@ -60,3 +60,55 @@ def test_survivors_are_frozen_and_a_releasing_block_frees_its_cycles() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "ok"
+
+
+PAUSE = textwrap.dedent(
+    """
+    import gc, os, tempfile
+    from tasks.core import collector
+    from tasks.core.ahead import ahead
+
+    collector.resume()  # nothing paused: nothing happens
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+    collector.pause()
+    assert not gc.isenabled()
+    before = [s["collections"] for s in gc.get_stats()]
+    for _ in range(50_000):  # cycles enough for dozens of collections
+        node = []
+        node.append(node)
+    assert [s["collections"] for s in gc.get_stats()] == before, "collected while paused"
+
+    # work ahead forked while paused collects as usual
+    out = os.path.join(tempfile.mkdtemp(), "enabled")
+    def work():
+        with open(out, "w") as f:
+            f.write(str(gc.isenabled()))
+    with ahead(work) as pid:
+        if pid is not None:
+            os.waitpid(pid, 0)
+    if pid is not None:
+        assert open(out).read() == "True"
+
+    collector.resume()
+    assert gc.isenabled(), "collections start again"
+    assert gc.get_freeze_count() > 0, "what lived is frozen"
+    collector.resume()  # once only
+    assert gc.isenabled()
+
+    gc.disable()  # a caller that turned collection off itself keeps it off
+    collector.pause()
+    collector.resume()
+    assert not gc.isenabled()
+    print("ok")
+    """
+)
+
+
+def test_pause_collects_nothing_and_resume_freezes_then_collects() -> None:
+    """`tuneline run` pauses collections for its imports and resumes them as its flow starts."""
+    proc = subprocess.run(
+        [sys.executable, "-c", PAUSE], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "ok"
