@@ -275,8 +275,7 @@ def run(
 
     Exit codes: 0 done, 2 data contract failed, 3 trained but not promoted, 1 other errors.
     """
-    with user_errors():
-        collector.pause()  # until the flow starts: imports, nothing to collect
+    with user_errors(), collector.paused():  # until the flow starts: imports, nothing to collect
         from flows.recipe import load_recipe
         from tasks.data.load import check_sources
 

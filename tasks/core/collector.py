@@ -71,6 +71,16 @@ def resume() -> None:
 
 
 @contextmanager
+def paused() -> Iterator[None]:
+    """`pause()` while the block runs; `resume()` when it ends, if nothing in it did before."""
+    pause()
+    try:
+        yield
+    finally:
+        resume()
+
+
+@contextmanager
 def releasing() -> Iterator[None]:
     """What the block makes and leaves in reference cycles is collected when it ends, by one
     collection of what is newer than the block; what survives is frozen. Nothing changes where

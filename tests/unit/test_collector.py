@@ -96,6 +96,16 @@ PAUSE = textwrap.dedent(
     collector.resume()  # once only
     assert gc.isenabled()
 
+    with collector.paused():  # a block that did not resume: resumed when it ends
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    try:
+        with collector.paused():
+            raise KeyError
+    except KeyError:
+        pass
+    assert gc.isenabled()
+
     gc.disable()  # a caller that turned collection off itself keeps it off
     collector.pause()
     collector.resume()
