@@ -54,12 +54,17 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_survivors_are_frozen_and_a_releasing_block_frees_its_cycles() -> None:
+def run_alone(script: str) -> None:
+    """Run `script` in a child process (the collector is process-wide); it prints ok."""
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT], cwd=REPO, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "ok"
+
+
+def test_survivors_are_frozen_and_a_releasing_block_frees_its_cycles() -> None:
+    run_alone(SCRIPT)
 
 
 PAUSE = textwrap.dedent(
@@ -117,8 +122,4 @@ PAUSE = textwrap.dedent(
 
 def test_pause_collects_nothing_and_resume_freezes_then_collects() -> None:
     """`tuneline run` pauses collections for its imports and resumes them as its flow starts."""
-    proc = subprocess.run(
-        [sys.executable, "-c", PAUSE], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip() == "ok"
+    run_alone(PAUSE)
