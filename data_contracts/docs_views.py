@@ -8,18 +8,16 @@ template's file and source and the Python version, and writes it atomically."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import jinja2
 from great_expectations.render.view import DefaultJinjaIndexPageView, DefaultJinjaPageView
 
-_CACHES: dict[str, jinja2.FileSystemBytecodeCache] = {}
 
-
+@cache
 def _cache(folder: str) -> jinja2.FileSystemBytecodeCache:
-    if folder not in _CACHES:
-        _CACHES[folder] = jinja2.FileSystemBytecodeCache(folder)
-    return _CACHES[folder]
+    return jinja2.FileSystemBytecodeCache(folder)
 
 
 class _CompiledOnce:

@@ -10,6 +10,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -824,12 +825,11 @@ def run_contract(contract: Contract, data: ContractData) -> Report:
     return Report(contract.name, len(data.train), len(data.eval), results, data.gx_runs)
 
 
-def data_docs(report: Report, target: Any, template_cache: Any = None) -> list[str]:
+def data_docs(report: Report, target: Any, template_cache: str | Path | None = None) -> list[str]:
     """Build Great Expectations Data Docs for the report's suites into `target`; returns the
     index pages written (one site per split). With `template_cache` (a folder), the pages'
     templates are compiled once there, not again for every page (`data_contracts.docs_views`)."""
     import shutil
-    from pathlib import Path
 
     pages = []
     for split, context in report.gx_runs:
